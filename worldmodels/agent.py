@@ -1,0 +1,113 @@
+"""The agent = V + M + C for one env: build it, bundle it, evaluate it on the official env."""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .checkpoint import BUNDLE_FORMAT, BUNDLE_VERSION
+from .engine.policies import WorldModelPolicy
+from .engine.rollout import Episode, LaneEngine
+from .envs import EnvSpec
+from .models.controller import Controller
+from .models.mdnrnn import MDNRNN
+from .models.vae import ConvVAE
+
+# Seed ranges never overlap: training draws below TRAIN_SEED_END, eval snapshots use their
+# own block, and final/confirmation evaluations (and wm-play by default) use the last one.
+TRAIN_SEED_END = 1_000_000_000
+SNAPSHOT_SEED_START = 1_000_000_000
+FINAL_SEED_START = 2_000_000_000
+EVAL_LANES = 16  # fixed, so the final eval and wm-play batch alike and give the same numbers
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        from .errors import ConfigError
+
+        raise ConfigError("--device cuda was asked for but no CUDA GPU is available; use --device auto or cpu")
+    return torch.device(name)
+
+
+def model_action_dim(spec: EnvSpec) -> int:
+    return spec.action_dim
+
+
+@dataclass
+class Agent:
+    spec: EnvSpec
+    vae: ConvVAE
+    mdnrnn: MDNRNN
+    controller: Controller
+    use_h: bool = True
+
+    @classmethod
+    def build(cls, spec: EnvSpec, z_dim: int, hidden: int, gaussians: int, use_h: bool = True) -> "Agent":
+        vae = ConvVAE(z_dim)
+        mdnrnn = MDNRNN(z_dim, model_action_dim(spec), hidden, gaussians)
+        controller = Controller(z_dim + (hidden if use_h else 0), spec.action_kind, spec.action_dim,
+                                spec.low, spec.high)
+        return cls(spec, vae.eval(), mdnrnn.eval(), controller, use_h)
+
+    def to(self, device) -> "Agent":
+        self.vae.to(device)
+        self.mdnrnn.to(device)
+        return self
+
+    def policy(self, params: np.ndarray, lanes: int, device, noise: float = 0.0) -> WorldModelPolicy:
+        return WorldModelPolicy(self.spec, self.vae, self.mdnrnn, self.controller, params, lanes,
+                                use_h=self.use_h, device=str(device), noise=noise)
+
+    def bundle(self, params: np.ndarray, eval_info: dict, provenance: dict) -> dict:
+        """Tensors and plain values only: torch.load(weights_only=True) rebuilds the agent."""
+        return {
+            "format": BUNDLE_FORMAT,
+            "version": BUNDLE_VERSION,
+            "env": self.spec.to_dict(),
+            "vae": {"z_dim": self.vae.z_dim, "state_dict": _cpu(self.vae.state_dict())},
+            "mdnrnn": {"hidden": self.mdnrnn.hidden, "gaussians": self.mdnrnn.gaussians,
+                       "action_dim": self.mdnrnn.action_dim, "state_dict": _cpu(self.mdnrnn.state_dict())},
+            "controller": {"use_h": self.use_h, "in_dim": self.controller.in_dim,
+                           "params": torch.as_tensor(np.asarray(params, np.float32))},
+            "eval": eval_info,
+            "provenance": provenance,
+        }
+
+    @classmethod
+    def from_bundle(cls, bundle: dict) -> tuple["Agent", np.ndarray]:
+        spec = EnvSpec.from_dict(bundle["env"])
+        agent = cls.build(spec, bundle["vae"]["z_dim"], bundle["mdnrnn"]["hidden"],
+                          bundle["mdnrnn"]["gaussians"], bundle["controller"]["use_h"])
+        agent.vae.load_state_dict(bundle["vae"]["state_dict"])
+        agent.mdnrnn.load_state_dict(bundle["mdnrnn"]["state_dict"])
+        return agent, bundle["controller"]["params"].numpy()
+
+
+def _cpu(state: dict) -> dict:
+    return {k: v.detach().cpu() for k, v in state.items()}
+
+
+def evaluate(agent: Agent, params: np.ndarray, episodes: int, seed_start: int, device,
+             workers: int = 0, max_steps: int = 0, renderer: str = "official") -> dict:
+    """Mean/std of the return over `episodes` episodes with seeds seed_start + i (official env)."""
+    start = time.perf_counter()
+    lanes = min(EVAL_LANES, episodes)
+    with LaneEngine(agent.spec, lanes, workers=workers, renderer=renderer, max_steps=max_steps) as engine:
+        policy = agent.policy(np.asarray(params).reshape(1, -1), lanes, device)
+        results = engine.run([Episode(seed_start + i) for i in range(episodes)], policy)
+        steps = engine.steps
+    scores = [r.ret for r in results]
+    return {
+        "mean": float(np.mean(scores)), "std": float(np.std(scores)), "min": float(np.min(scores)),
+        "max": float(np.max(scores)), "scores": scores, "episodes": len(scores), "seed_start": seed_start,
+        "env_steps": int(steps), "wall_s": time.perf_counter() - start,
+    }
+
+
+def finite_or(value: float, default: float) -> float:
+    return value if math.isfinite(value) else default

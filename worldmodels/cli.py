@@ -1,0 +1,166 @@
+"""Thin entry points: parse -> config -> call the library. Bad input: one line, exit 2."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from .errors import UserError
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse errors as one line on stderr and exit status 2 (no usage dump)."""
+
+    def error(self, message: str):
+        print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _run_guarded(fn) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    prog = Path(sys.argv[0]).name
+    try:
+        return fn() or 0
+    except UserError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _minutes(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number of minutes") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0 minutes, got {text}")
+    return value
+
+
+# -- wm-train --------------------------------------------------------------------------------
+def train_parser() -> argparse.ArgumentParser:
+    p = OneLineParser(prog="wm-train", description="Train World Models agents on a curriculum of envs.")
+    p.add_argument("--envs", help="all, or a comma list of pong, breakout, carracing or Gymnasium ids (default all)")
+    p.add_argument("--max-gens", type=_positive_int, help="CMA-ES generations per env (default 200)")
+    p.add_argument("--eval-every", type=_positive_int, help="eval snapshot every K generations (default 10)")
+    p.add_argument("--patience", type=_positive_int, help="early-stopping patience in generations; 0 disables (default 30)")
+    p.add_argument("--out", default="checkpoints", help="run folder (default checkpoints)")
+    p.add_argument("--config", action="append", default=[], metavar="NAME_OR_PATH",
+                   help="bundled config (smoke, quick, default, paper) or YAML file; repeatable, later wins")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one config key")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--workers", type=_positive_int, help="env worker processes (default: one per core)")
+    p.add_argument("--backend", choices=["local", "ray"])
+    p.add_argument("--ray-address")
+    p.add_argument("--time-budget", type=_minutes, metavar="MINUTES", help="wall-clock bound per env")
+    p.add_argument("--max-env-steps", type=_positive_int, metavar="N", help="env-step bound per env")
+    p.add_argument("--stages", help="comma list of collect,vae,encode,mdnrnn,controller")
+    p.add_argument("--from", dest="from_dir", metavar="RUN_DIR", help="reuse data, V and M of an earlier run")
+    p.add_argument("--live", action="store_true", default=None, help="watch the current best agent in a window")
+    p.add_argument("--restart", action="store_true", help="start over in --out, deleting the earlier run")
+    p.add_argument("--json", action="store_true", help="print curriculum_results.json as one line at the end")
+    return p
+
+
+def train_main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = train_parser().parse_args(argv)
+
+    def go():
+        from .config import build_config
+        from .curriculum import Run
+
+        flags = {k: v for k, v in {
+            "envs": args.envs.split(",") if args.envs else None, "max_gens": args.max_gens,
+            "eval_every": args.eval_every, "patience": args.patience, "seed": args.seed, "device": args.device,
+            "workers": args.workers, "backend": args.backend, "ray_address": args.ray_address,
+            "time_budget": args.time_budget, "max_env_steps": args.max_env_steps,
+            "stages": args.stages.split(",") if args.stages else None, "live": args.live,
+        }.items() if v is not None}
+        cfg = build_config(args.config, args.set, flags)
+        if cfg.backend == "ray":
+            raise UserError("--backend ray is not available yet in this version; use --backend local")
+        if args.from_dir and not Path(args.from_dir).is_dir():
+            raise UserError(f"--from {args.from_dir}: no such run folder")
+        run = Run(cfg, Path(args.out), ["wm-train", *argv], restart=args.restart)
+        results = run.run(from_dir=Path(args.from_dir) if args.from_dir else None)
+        from .report import format_table
+
+        if results:
+            print(format_table(results))
+        if args.json:
+            print(json.dumps(results))
+        return 0
+
+    return _run_guarded(go)
+
+
+# -- wm-report -------------------------------------------------------------------------------
+def report_main(argv: list[str] | None = None) -> int:
+    p = OneLineParser(prog="wm-report", description="Turn a run folder into tables and plots (DIR/report/).")
+    p.add_argument("dir", help="a run folder written by wm-train")
+    p.add_argument("--json", action="store_true", help="print curriculum_results.json as one line at the end")
+    args = p.parse_args(sys.argv[1:] if argv is None else argv)
+
+    def go():
+        from .report import load_run, write_report
+
+        table = write_report(args.dir)
+        print(table)
+        print(f"report written to {Path(args.dir) / 'report'}", file=sys.stderr)
+        if args.json:
+            print(json.dumps(load_run(args.dir).get("results", {})))
+        return 0
+
+    return _run_guarded(go)
+
+
+# -- wm-play ---------------------------------------------------------------------------------
+def play_main(argv: list[str] | None = None) -> int:
+    from .agent import FINAL_SEED_START
+
+    p = OneLineParser(prog="wm-play", description="Watch, record or score a trained agent on the official env.")
+    p.add_argument("--env", required=True, help="pong, breakout, carracing or a Gymnasium id")
+    p.add_argument("--ckpt", required=True, help="an agent bundle (best.pt)")
+    p.add_argument("--episodes", type=_positive_int, default=1)
+    p.add_argument("--seed", type=int, default=FINAL_SEED_START, help=f"episode i uses seed S+i (default {FINAL_SEED_START})")
+    p.add_argument("--headless", action="store_true", help="never open a window")
+    p.add_argument("--record", metavar="FILE", help="write a video (.mp4, .avi or .gif)")
+    p.add_argument("--fps", type=float, default=60.0)
+    p.add_argument("--max-steps", type=_positive_int, default=0, help="cap on an episode (0 = the env's own)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--json", action="store_true", help='print {"env", "episodes", "mean", "std", "scores"}')
+    args = p.parse_args(sys.argv[1:] if argv is None else argv)
+
+    def go():
+        from .play import play
+
+        if args.episodes < 1:
+            raise UserError("--episodes must be >= 1")
+        if args.fps <= 0:
+            raise UserError("--fps must be > 0")
+        result = play(env=args.env, ckpt=args.ckpt, episodes=args.episodes, seed=args.seed,
+                      headless=args.headless, record=args.record, fps=args.fps, max_steps=args.max_steps,
+                      device=args.device)
+        if args.json:
+            print(json.dumps(result))
+        else:
+            print(f"{result['env']}: {result['mean']:.2f} ± {result['std']:.2f} over {result['episodes']} episodes")
+        return 0
+
+    return _run_guarded(go)

@@ -1,0 +1,296 @@
+"""The single source of defaults: typed dataclasses, strict YAML merge, dotted --set overrides.
+
+A config file holds overrides only; every key must name a field below, and every value must
+have the field's type. Bundled configs live in ``worldmodels/configs/*.yaml``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+
+
+@dataclass
+class CollectConfig:
+    rollouts: int = 200
+    """Rollouts collected per env and round."""
+    max_steps: int = 1000
+    """Cap on the length of one collected rollout (env steps)."""
+    policy: str = "explore"
+    """'explore' (random actions with momentum, forward bias on CarRacing) or 'random'."""
+    noise: float = 0.3
+    """Action noise when later rounds collect with the current controller."""
+
+
+@dataclass
+class VAEConfig:
+    z_dim: int = 32
+    """Size of the latent z."""
+    epochs: int = 10
+    batch_size: int = 100
+    lr: float = 1e-4
+    kl_tolerance: float = 0.5
+    """Free bits: the KL term is floored at kl_tolerance * z_dim per frame."""
+    shuffle_files: int = 32
+    """Rollout files held in memory at once by the streaming loader (frames are shuffled across them)."""
+
+
+@dataclass
+class MDNRNNConfig:
+    hidden: int = 256
+    """LSTM units."""
+    gaussians: int = 5
+    """Mixture components per latent dimension."""
+    seq_len: int = 100
+    batch_size: int = 32
+    epochs: int = 20
+    lr: float = 1e-3
+    grad_clip: float = 1.0
+    reward_weight: float = 1.0
+    """Weight of the reward-prediction loss (0 disables the head's loss)."""
+    done_weight: float = 1.0
+    """Weight of the done-prediction loss."""
+
+
+@dataclass
+class ControllerConfig:
+    pop_size: int = 16
+    """CMA-ES population."""
+    rollouts: int = 4
+    """Episodes per candidate; fitness is their mean return."""
+    sigma0: float = 0.1
+    max_steps: int = 1000
+    """Cap on a training episode (env steps); a stalled controller cannot eat the budget."""
+    slots: int = 32
+    """Episodes run in lockstep (one batch); fixed by the config so results do not depend on workers."""
+    use_h: bool = True
+    """Feed M's hidden state h to C (False = the paper's 'V only' ablation)."""
+
+
+@dataclass
+class EvalConfig:
+    episodes: int = 8
+    """Episodes per eval snapshot."""
+    max_steps: int = 0
+    """Cap on an eval episode; 0 = the env's own limit."""
+    confirm_episodes: int = 100
+    """Episodes of the confirmation evaluation that decides whether a target is reached."""
+    final_episodes: int = 100
+    """Episodes of the final evaluation of best.pt on unseen seeds."""
+
+
+@dataclass
+class TrainConfig:
+    envs: list[str] = field(default_factory=lambda: ["all"])
+    max_gens: int = 200
+    eval_every: int = 10
+    patience: int = 30
+    """Generations without a better best fitness before early stopping; 0 disables it."""
+    seed: int = 0
+    device: str = "auto"
+    workers: int = 0
+    """Environment worker processes; 0 = one per core (at most 16)."""
+    backend: str = "local"
+    ray_address: str = ""
+    time_budget: float = 0.0
+    """Minutes of wall-clock per env (0 = no limit)."""
+    max_env_steps: int = 0
+    """Env steps per env over all stages (0 = no limit)."""
+    stages: list[str] = field(default_factory=lambda: ["collect", "vae", "encode", "mdnrnn", "controller"])
+    rounds: int = 1
+    """Rounds of collect -> V -> M -> C; later rounds collect with the current controller."""
+    live: bool = False
+    renderer: str = "fast"
+    """CarRacing renderer for collection and controller training: fast, exact or official.
+    Eval snapshots, the final evaluation and wm-play always use the official env."""
+    collect: CollectConfig = field(default_factory=CollectConfig)
+    vae: VAEConfig = field(default_factory=VAEConfig)
+    mdnrnn: MDNRNNConfig = field(default_factory=MDNRNNConfig)
+    controller: ControllerConfig = field(default_factory=ControllerConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+STAGES = ("collect", "vae", "encode", "mdnrnn", "controller")
+# Keys that may change between a run and its resume without invalidating what was trained.
+RESUMABLE_KEYS = {
+    "envs", "max_gens", "eval_every", "patience", "device", "workers", "backend", "ray_address",
+    "time_budget", "max_env_steps", "stages", "live", "eval.confirm_episodes",
+    "eval.final_episodes", "eval.episodes",
+}
+
+
+def bundled_configs() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files("worldmodels").joinpath("configs").iterdir()
+                  if p.name.endswith(".yaml"))
+
+
+def _resolve_types(cls) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _check_value(key: str, value: Any, typ: Any) -> Any:
+    origin = typing.get_origin(typ)
+    if origin is list:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"config key '{key}' must be a list of strings, got {value!r}")
+        return value
+    if typ is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"config key '{key}' must be true or false, got {value!r}")
+        return value
+    if typ is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"config key '{key}' must be an integer, got {value!r}")
+        return value
+    if typ is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"config key '{key}' must be a number, got {value!r}")
+        return float(value)
+    if typ is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"config key '{key}' must be a string, got {value!r}")
+        return value
+    raise ConfigError(f"config key '{key}' has an unsupported type")  # pragma: no cover
+
+
+def apply_overrides(cfg: Any, overrides: dict, prefix: str = "") -> None:
+    """Merge a nested mapping into a dataclass in place; unknown keys and wrong types raise."""
+    if not isinstance(overrides, dict):
+        raise ConfigError(f"config section '{prefix or '<top>'}' must be a mapping, got {overrides!r}")
+    types = _resolve_types(type(cfg))
+    for key, value in overrides.items():
+        dotted = f"{prefix}{key}"
+        if key not in types:
+            known = ", ".join(sorted(types))
+            raise ConfigError(f"unknown config key '{dotted}' (known here: {known})")
+        current = getattr(cfg, key)
+        if dataclasses.is_dataclass(current):
+            apply_overrides(current, value, prefix=f"{dotted}.")
+        else:
+            setattr(cfg, key, _check_value(dotted, value, types[key]))
+
+
+def load_yaml(name_or_path: str) -> dict:
+    """A bundled config name (smoke, quick, default, paper) or a path to a YAML file."""
+    path = Path(name_or_path)
+    if name_or_path in bundled_configs():
+        text = resources.files("worldmodels").joinpath("configs", f"{name_or_path}.yaml").read_text()
+        source = f"bundled config '{name_or_path}'"
+    elif path.is_file():
+        text = path.read_text()
+        source = str(path)
+    else:
+        raise ConfigError(f"config '{name_or_path}' is neither a bundled config "
+                          f"({', '.join(bundled_configs())}) nor a YAML file")
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source} must hold a mapping of config keys")
+    return data
+
+
+def parse_set(item: str) -> dict:
+    """'controller.pop_size=8' -> {'controller': {'pop_size': 8}} (value parsed as YAML)."""
+    if "=" not in item:
+        raise ConfigError(f"--set expects key=value, got '{item}'")
+    key, raw = item.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    out: dict = {}
+    node = out
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+    return out
+
+
+def build_config(config_names: list[str] | None = None, sets: list[str] | None = None,
+                 flags: dict | None = None) -> TrainConfig:
+    """Defaults <- config files in order <- --set items <- explicit command-line flags."""
+    cfg = TrainConfig()
+    for name in config_names or []:
+        apply_overrides(cfg, load_yaml(name))
+    for item in sets or []:
+        apply_overrides(cfg, parse_set(item))
+    if flags:
+        apply_overrides(cfg, flags)
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: TrainConfig) -> None:
+    checks = [
+        (cfg.max_gens >= 0, "max_gens must be >= 0"),
+        (cfg.eval_every >= 1, "eval_every must be >= 1"),
+        (cfg.patience >= 0, "patience must be >= 0 (0 disables early stopping)"),
+        (cfg.workers >= 0, "workers must be >= 0"),
+        (cfg.time_budget >= 0, "time_budget must be >= 0 minutes"),
+        (cfg.max_env_steps >= 0, "max_env_steps must be >= 0"),
+        (cfg.rounds >= 1, "rounds must be >= 1"),
+        (cfg.device in ("auto", "cpu", "cuda") or cfg.device.startswith("cuda:"),
+         "device must be auto, cpu or cuda"),
+        (cfg.backend in ("local", "ray"), "backend must be local or ray"),
+        (cfg.collect.rollouts >= 1, "collect.rollouts must be >= 1"),
+        (cfg.collect.max_steps >= 1, "collect.max_steps must be >= 1"),
+        (cfg.collect.policy in ("explore", "random"), "collect.policy must be explore or random"),
+        (cfg.vae.z_dim >= 1 and cfg.vae.epochs >= 0 and cfg.vae.batch_size >= 1, "vae sizes must be positive"),
+        (cfg.mdnrnn.hidden >= 1 and cfg.mdnrnn.gaussians >= 1 and cfg.mdnrnn.seq_len >= 2
+         and cfg.mdnrnn.batch_size >= 1 and cfg.mdnrnn.epochs >= 0, "mdnrnn sizes must be positive"),
+        (cfg.controller.pop_size >= 2, "controller.pop_size must be >= 2"),
+        (cfg.controller.rollouts >= 1, "controller.rollouts must be >= 1"),
+        (cfg.controller.sigma0 > 0, "controller.sigma0 must be > 0"),
+        (cfg.controller.max_steps >= 1, "controller.max_steps must be >= 1"),
+        (cfg.controller.slots >= 1, "controller.slots must be >= 1"),
+        (cfg.renderer in ("fast", "exact", "official"), "renderer must be fast, exact or official"),
+        (cfg.eval.episodes >= 1 and cfg.eval.confirm_episodes >= 1 and cfg.eval.final_episodes >= 1,
+         "eval episode counts must be >= 1"),
+        (cfg.eval.max_steps >= 0, "eval.max_steps must be >= 0"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
+    bad = [s for s in cfg.stages if s not in STAGES]
+    if bad:
+        raise ConfigError(f"unknown stage(s) {', '.join(bad)}; stages are {', '.join(STAGES)}")
+    if not cfg.envs:
+        raise ConfigError("envs must name at least one environment")
+
+
+def to_dict(cfg: Any) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(data: dict) -> TrainConfig:
+    cfg = TrainConfig()
+    apply_overrides(cfg, data)
+    return cfg
+
+
+def flatten(data: dict, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def changed_training_keys(old: dict, new: dict) -> list[str]:
+    """Keys whose change would alter what an earlier run already trained."""
+    a, b = flatten(old), flatten(new)
+    return sorted(k for k in set(a) | set(b) if k not in RESUMABLE_KEYS and a.get(k) != b.get(k))

@@ -1,0 +1,404 @@
+"""Walks envs x rounds x stages, calls the hooks, skips what a manifest says is finished."""
+from __future__ import annotations
+
+import logging
+import shutil
+import signal
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from . import __version__
+from .agent import FINAL_SEED_START, Agent, evaluate, resolve_device
+from .checkpoint import (atomic_write_text, load_bundle, load_state, load_torch, read_json, save_torch,
+                         write_json)
+from .config import STAGES, TrainConfig, changed_training_keys, to_dict
+from .engine.rollout import default_workers
+from .envs import probe_spec, resolve_env_ids, slug
+from .errors import RunFolderError, UserError
+from .hooks import Hook, default_hooks
+from .stages import stage_runners
+
+log = logging.getLogger("worldmodels")
+RESULTS = "curriculum_results.json"
+
+
+class Interrupt:
+    """SIGINT/SIGTERM: finish the current step and checkpoint; a second signal exits at once."""
+
+    def __init__(self):
+        self.flag = False
+
+    def install(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame):
+        if self.flag:
+            log.warning("second signal: exiting now; the last checkpoint is intact")
+            raise SystemExit(130)
+        self.flag = True
+        log.warning("signal %s received: finishing the current step and saving a checkpoint "
+                    "(signal again to exit at once)", signal.Signals(signum).name)
+
+
+def versions() -> dict:
+    import cma
+    import gymnasium
+    import torch
+
+    out = {"worldmodels": __version__, "python": sys.version.split()[0], "torch": str(torch.__version__),
+           "gymnasium": gymnasium.__version__, "cma": cma.__version__, "numpy": np.__version__}
+    try:
+        import ale_py
+
+        out["ale_py"] = ale_py.__version__
+    except ImportError:  # pragma: no cover
+        pass
+    return out
+
+
+class EnvContext:
+    """Everything a stage or hook needs about the env being trained, and the stop flag."""
+
+    def __init__(self, run: "Run", env_id: str):
+        self.run, self.cfg = run, run.cfg
+        self.spec = probe_spec(env_id)
+        self.run_dir = run.out
+        self.env_dir = run.out / self.spec.slug
+        self.env_dir.mkdir(parents=True, exist_ok=True)
+        self.device, self.workers, self.hooks = run.device, run.workers, run.hooks
+        self.log = run.log
+        self.round, self.stage = 0, None
+        self.should_stop, self.stop_reason, self.early_stopped = False, None, False
+        self.status = "running"
+        self.best_eval: dict | None = None
+        self.best_params: np.ndarray | None = None
+        self.resume_state: dict | None = None
+        self.final_eval: dict | None = None
+        self._bar = None
+        self._agent: tuple | None = None
+        self.manifest = self._load_manifest()
+        self.env_steps = int(self.manifest.get("env_steps", 0))
+        self.wall_before = float(sum(self.manifest.get("wall_s", {}).values()))
+        self.t0 = time.perf_counter()
+        self.stage_t0 = self.t0
+
+    # -- manifest: the stage record ----------------------------------------------------------
+    def _load_manifest(self) -> dict:
+        path = self.env_dir / "manifest.json"
+        data = read_json(path) if path.exists() else {}
+        data.setdefault("records", [])
+        data.setdefault("wall_s", {})
+        return data
+
+    def stage_done(self, round_: int, stage: str) -> bool:
+        if stage == "controller":  # reopened by a rerun unless a later round has begun
+            return any(r["round"] > round_ for r in self.manifest["records"])
+        return any(r["round"] == round_ and r["stage"] == stage for r in self.manifest["records"])
+
+    def record_stage(self, stage: str, **info) -> None:
+        self.manifest["records"] = [r for r in self.manifest["records"]
+                                    if not (r["round"] == self.round and r["stage"] == stage)]
+        self.manifest["records"].append({"round": self.round, "stage": stage, **info})
+        self.save_manifest()
+
+    def save_manifest(self) -> None:
+        now = time.perf_counter()
+        if self.stage is not None:
+            walls = self.manifest["wall_s"]
+            walls[self.stage] = walls.get(self.stage, 0.0) + (now - self.stage_t0)
+            self.stage_t0 = now
+        self.manifest.update(env_steps=self.env_steps, status=self.status, stop_reason=self.stop_reason,
+                             early_stopped=self.early_stopped, best_eval=self.best_eval,
+                             final_eval=self.final_eval, id=self.spec.id)
+        write_json(self.env_dir / "manifest.json", self.manifest)
+
+    # -- budgets and stopping ------------------------------------------------------------------
+    def elapsed(self) -> float:
+        return self.wall_before + (time.perf_counter() - self.t0)
+
+    def out_of_budget(self, extra_steps: int = 0) -> bool:
+        return self.budget_reason(extra_steps) is not None or self.interrupted()
+
+    def budget_reason(self, extra_steps: int = 0) -> str | None:
+        cfg = self.cfg
+        if cfg.time_budget > 0 and self.elapsed() >= cfg.time_budget * 60:
+            return f"time budget of {cfg.time_budget:g} minutes used"
+        if cfg.max_env_steps > 0 and self.env_steps + extra_steps >= cfg.max_env_steps:
+            return f"env step budget of {cfg.max_env_steps} used"
+        return None
+
+    def interrupted(self) -> bool:
+        return self.run.interrupt.flag
+
+    def stop(self, reason: str) -> None:
+        self.should_stop = True
+        if self.stop_reason is None:
+            self.stop_reason = reason
+
+    def resume_index(self, stage: str) -> int:
+        """The last finished epoch/generation of this stage that a checkpoint holds (-1: none)."""
+        if stage == "controller":
+            return self.resume_state["gen"] if self.resume_state else -1
+        path = self.env_dir / f"{stage}_state.pt"
+        if path.exists():
+            state = load_torch(path, f"{stage} state")
+            if state["round"] == self.round:
+                return int(state["epoch"])
+        return -1 if self.round == 0 else 10**9  # later rounds keep earlier rounds' rows
+
+    # -- progress ------------------------------------------------------------------------------
+    def set_progress_bar(self, bar) -> None:
+        self._bar = bar
+
+    def progress(self, total: int, initial: int = 0) -> None:
+        if self._bar is not None:
+            self._bar.reset(total=total)
+            self._bar.update(initial)
+
+    def tick(self, n: int = 1) -> None:
+        if self._bar is not None:
+            self._bar.update(n)
+
+    # -- models --------------------------------------------------------------------------------
+    def load_agent(self) -> Agent:
+        """V and M as trained so far (cached until vae.pt or mdnrnn.pt change)."""
+        vae_path, m_path = self.env_dir / "vae.pt", self.env_dir / "mdnrnn.pt"
+        for path, stage in ((vae_path, "vae"), (m_path, "mdnrnn")):
+            if not path.exists():
+                raise UserError(f"stage {self.stage} needs {path}; run the {stage} stage first (or --from RUN_DIR)")
+        key = (vae_path.stat().st_mtime_ns, m_path.stat().st_mtime_ns)
+        if self._agent is None or self._agent[0] != key:
+            vae, m = load_torch(vae_path, "VAE weights"), load_torch(m_path, "MDN-RNN weights")
+            agent = Agent.build(self.spec, vae["z_dim"], m["hidden"], m["gaussians"], self.cfg.controller.use_h)
+            agent.vae.load_state_dict(vae["state_dict"])
+            agent.mdnrnn.load_state_dict(m["state_dict"])
+            self._agent = (key, agent.to(self.device))
+        return self._agent[1]
+
+    def evaluate(self, params, episodes: int, seed_start: int) -> dict:
+        return evaluate(self.load_agent(), params, episodes, seed_start, self.device, self.workers,
+                        max_steps=self.cfg.eval.max_steps)
+
+    def provenance(self, gen: int) -> dict:
+        return {"run_dir": str(self.run_dir.resolve()), "seed": self.cfg.seed, "gen": gen,
+                "round": self.round, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "versions": self.run.versions}
+
+    # -- results ---------------------------------------------------------------------------------
+    def results_entry(self) -> dict:
+        walls = dict(self.manifest.get("wall_s", {}))
+        gens = 0
+        metrics = self.env_dir / "metrics.csv"
+        if metrics.exists():
+            gens = max(0, len(metrics.read_text().strip().splitlines()) - 1)
+        return {"id": self.spec.id, "slug": self.spec.slug, "target": self.spec.target, "status": self.status,
+                "final_eval": self.final_eval, "best_eval": self.best_eval, "generations": gens,
+                "early_stopped": self.early_stopped,
+                "early_stop_reason": self.stop_reason if self.early_stopped else None,
+                "stop_reason": self.stop_reason, "env_steps": self.env_steps, "wall_s": walls}
+
+    def write_results(self) -> None:
+        self.save_manifest()
+        self.run.update_results(self.results_entry())
+
+
+class Run:
+    """One wm-train invocation: a run folder, a config, a list of envs, a list of hooks."""
+
+    def __init__(self, cfg: TrainConfig, out: Path, command: list[str], restart: bool = False,
+                 hooks: list[Hook] | None = None, log_fn=None):
+        self.cfg, self.out, self.command = cfg, Path(out), command
+        self.log = log_fn or (lambda msg: print(msg, file=sys.stderr, flush=True))
+        self.env_ids = resolve_env_ids(cfg.envs)
+        self.device = resolve_device(cfg.device)
+        self.workers = cfg.workers or default_workers()
+        self.hooks = hooks if hooks is not None else default_hooks(cfg)
+        self.interrupt = Interrupt()
+        self.versions = versions()
+        self._prepare_folder(restart)
+
+    def _prepare_folder(self, restart: bool) -> None:
+        out = self.out
+        if out.exists() and not out.is_dir():
+            raise RunFolderError(f"--out {out} is a file, not a folder; choose another --out")
+        run_yaml = out / "run.yaml"
+        if run_yaml.exists() and restart:
+            self.log(f"--restart: removing the earlier run in {out}")
+            for child in out.iterdir():
+                if child.is_dir():
+                    shutil.rmtree(child)
+                else:
+                    child.unlink()
+        elif run_yaml.exists():
+            try:
+                old = yaml.safe_load(run_yaml.read_text())["config"]
+            except Exception:  # noqa: BLE001
+                raise RunFolderError(f"{run_yaml} is unreadable; rerun with --restart to start over") from None
+            changed = changed_training_keys(old, to_dict(self.cfg))
+            if changed:
+                raise RunFolderError(f"{out} holds a run trained with other settings ({', '.join(changed)}); "
+                                     "use the same settings to resume, --restart to start over, or another --out")
+            self.log(f"resuming the run in {out}")
+        elif out.exists() and any(out.iterdir()) and not (out / RESULTS).exists():
+            if any(p.name not in (".gitkeep",) for p in out.iterdir()):
+                raise RunFolderError(f"--out {out} is not empty and holds no run; choose an empty or new folder")
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RunFolderError(f"cannot create --out {out}: {exc.strerror}; choose a writable folder") from None
+        atomic_write_text(run_yaml, yaml.safe_dump({"config": to_dict(self.cfg), "command": self.command,
+                                                    "versions": self.versions}, sort_keys=False))
+
+    def update_results(self, entry: dict) -> None:
+        path = self.out / RESULTS
+        data = read_json(path) if path.exists() else {"version": 1, "envs": []}
+        envs = [e for e in data["envs"] if e["id"] != entry["id"]]
+        envs.append(entry)
+        order = {env_id: i for i, env_id in enumerate(self.env_ids)}
+        envs.sort(key=lambda e: order.get(e["id"], len(order)))
+        data.update(envs=envs, updated=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        write_json(path, data)
+
+    def call(self, method: str, *args) -> None:
+        for hook in self.hooks:
+            getattr(hook, method)(*args)
+
+    # -- the loop ----------------------------------------------------------------------------------
+    def run(self, from_dir: Path | None = None) -> dict:
+        self.interrupt.install()
+        self.call("on_run_start", self)
+        for env_id in self.env_ids:
+            ctx = EnvContext(self, env_id)
+            if from_dir is not None:
+                reuse_from(ctx, Path(from_dir))
+            try:
+                self.train_env(ctx)
+            except BaseException as exc:
+                for hook in self.hooks:
+                    hook.on_exception(ctx, exc)
+                ctx.save_manifest()
+                raise
+            if self.interrupt.flag:
+                self.log(f"interrupted: the checkpoint is saved; rerun the same command to resume ({self.out})")
+                break
+        self.call("on_run_end", self)
+        return read_json(self.out / RESULTS) if (self.out / RESULTS).exists() else {}
+
+    def train_env(self, ctx: EnvContext) -> None:
+        cfg = self.cfg
+        self.call("on_env_start", ctx)
+        state = load_state(ctx.env_dir / "controller" / "state.pkl", log=self.log)
+        if state is not None:
+            self._restore(ctx, state)
+        runners = stage_runners()
+        for round_ in range(cfg.rounds):
+            ctx.round = round_
+            if ctx.status == "solved":
+                break
+            for stage in STAGES:
+                if stage not in cfg.stages or ctx.stage_done(round_, stage):
+                    if stage in cfg.stages:
+                        self.log(f"{ctx.spec.slug}: round {round_} {stage} already finished, skipping")
+                    continue
+                if stage == "controller" and state is not None and state["round"] == round_:
+                    self.log(f"resuming {ctx.spec.slug} at generation {state['gen'] + 1}")
+                self._run_stage(ctx, runners[stage], stage)
+                if self.interrupt.flag:
+                    ctx.write_results()
+                    return
+        self._final_eval(ctx)
+        if ctx.status != "solved":
+            ctx.status = "failed" if ctx.final_eval is not None or "controller" in cfg.stages else "running"
+        self.call("on_env_end", ctx)
+
+    def _restore(self, ctx: EnvContext, state: dict) -> None:
+        ctx.resume_state = state
+        ctx.env_steps = max(ctx.env_steps, int(state["env_steps"]))
+        for hook in self.hooks:
+            if hook.name in state.get("hooks", {}):
+                hook.load_state_dict(state["hooks"][hook.name])
+        snap = state.get("hooks", {}).get("eval_snapshot", {})
+        ctx.best_eval = snap.get("best")
+        if snap.get("best_params") is not None:
+            ctx.best_params = np.asarray(snap["best_params"])
+        if state.get("status") == "solved":
+            ctx.status = "solved"
+
+    def _run_stage(self, ctx: EnvContext, runner, stage: str) -> None:
+        ctx.stage, ctx.stage_t0 = stage, time.perf_counter()
+        ctx.should_stop = False
+        self.call("on_stage_start", ctx, stage)
+        gen = runner(ctx)
+        try:
+            for report in gen:
+                self.call("on_step_end", ctx, stage, report)
+                if stage == "controller":
+                    ctx.resume_state = report.state
+                if ctx.should_stop:
+                    break
+        finally:
+            gen.close()
+        self.call("on_stage_end", ctx, stage)
+        if not self.interrupt.flag and stage != "controller":
+            ctx.record_stage(stage, env_steps=ctx.env_steps)
+        ctx.save_manifest()
+        ctx.stage = None
+
+    def _final_eval(self, ctx: EnvContext) -> None:
+        """best.pt on the official env, unseen seeds: the score that goes into the results."""
+        best = ctx.env_dir / "best.pt"
+        if not best.exists():
+            return
+        bundle = load_bundle(best)
+        episodes = self.cfg.eval.final_episodes
+        cached = ctx.manifest.get("final_eval")
+        snapshot = bundle["eval"].get("snapshot")
+        if cached and cached.get("episodes") == episodes and cached.get("gen") == (snapshot or {}).get("gen"):
+            ctx.final_eval = cached
+            return
+        ctx.stage, ctx.stage_t0 = "final_eval", time.perf_counter()
+        self.log(f"{ctx.spec.slug}: final evaluation of best.pt over {episodes} episodes (official env, "
+                 f"seeds {FINAL_SEED_START}+)")
+        agent, params = Agent.from_bundle(bundle)
+        result = evaluate(agent.to(self.device), params, episodes, FINAL_SEED_START, self.device, self.workers,
+                          max_steps=self.cfg.eval.max_steps)
+        result["gen"] = (snapshot or {}).get("gen")
+        ctx.final_eval = result
+        bundle["eval"]["final"] = {k: result[k] for k in ("mean", "std", "episodes", "seed_start")}
+        save_torch(best, bundle)
+        self.log(f"{ctx.spec.slug}: final score {result['mean']:.2f} ± {result['std']:.2f} "
+                 f"over {result['episodes']} episodes")
+        ctx.save_manifest()
+        ctx.stage = None
+
+
+def reuse_from(ctx: EnvContext, source: Path) -> None:
+    """--from RUN_DIR: link the data, copy V and M of an earlier run; mark those stages done."""
+    src = source / ctx.spec.slug
+    if not (src / "manifest.json").exists():
+        raise RunFolderError(f"--from {source}: no trained {ctx.spec.id} there ({src}/manifest.json missing)")
+    if ctx.manifest["records"]:
+        return  # already reused (or trained) in this run folder
+    manifest = read_json(src / "manifest.json")
+    done = {r["stage"] for r in manifest["records"] if r["round"] == 0}
+    for name in ("data", "encoded"):
+        if (src / name).exists() and not (ctx.env_dir / name).exists():
+            (ctx.env_dir / name).symlink_to((src / name).resolve(), target_is_directory=True)
+    for name in ("vae.pt", "mdnrnn.pt", "vae_samples.npz", "vae_metrics.csv", "mdnrnn_metrics.csv"):
+        if (src / name).exists():
+            shutil.copy2(src / name, ctx.env_dir / name)
+    for stage in ("collect", "vae", "encode", "mdnrnn"):
+        if stage in done:
+            ctx.record_stage(stage, reused_from=str(source.resolve()))
+    ctx.env_steps = int(manifest.get("env_steps", 0))
+    ctx.log(f"{ctx.spec.slug}: reusing {', '.join(s for s in ('collect', 'vae', 'encode', 'mdnrnn') if s in done)} "
+            f"from {source}")
+
+
+__all__ = ["Run", "EnvContext", "slug"]

@@ -1,0 +1,1 @@
+"""Rollouts: env workers + one batched policy (see rollout.py)."""

@@ -1,0 +1,170 @@
+"""Batched policies for the lane engine: the world-model agent, the exploring policy, a recorder."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..envs import EnvSpec
+from ..models.controller import Controller
+from ..models.mdnrnn import MDNRNN
+from ..models.vae import ConvVAE, frames_to_tensor
+from .rollout import Episode
+
+
+class WorldModelPolicy:
+    """V encodes every lane's frame in one batch, C acts with each lane's own candidate,
+    M steps every lane's LSTM in one batch. One model copy for all lanes.
+
+    params [P, n_params]: the candidates; episode.candidate picks a row.
+    noise > 0 adds exploration (per-lane RNG seeded from the episode seed).
+    """
+
+    def __init__(self, spec: EnvSpec, vae: ConvVAE, mdnrnn: MDNRNN, controller: Controller,
+                 params: np.ndarray, lanes: int, use_h: bool = True, device: str = "cpu",
+                 noise: float = 0.0):
+        self.spec, self.vae, self.mdnrnn, self.controller = spec, vae, mdnrnn, controller
+        self.device, self.use_h, self.noise = torch.device(device), use_h, noise
+        self.weight, self.bias = (t.to(self.device) for t in controller.unflatten(params))
+        self.candidate = torch.zeros(lanes, dtype=torch.long, device=self.device)
+        self.h, self.c = mdnrnn.initial_state(lanes, self.device)
+        self.z = torch.zeros(lanes, vae.z_dim, device=self.device)
+        self.rngs: list[np.random.Generator | None] = [None] * lanes
+
+    def start(self, lane: int, episode: Episode) -> None:
+        self.candidate[lane] = episode.candidate
+        self.h[lane] = 0.0
+        self.c[lane] = 0.0
+        if self.noise > 0:
+            self.rngs[lane] = np.random.default_rng([episode.seed, 7])
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, active: np.ndarray) -> list:
+        self.z, _ = self.vae.encode(frames_to_tensor(obs, self.device))
+        features = torch.cat([self.z, self.h], dim=1) if self.use_h else self.z
+        raw = self.controller.raw(self.weight, self.bias, features, self.candidate).cpu()
+        actions = list(self.controller.to_env(raw))
+        if self.noise > 0:
+            actions = [self._explore(lane, a) if active[lane] else a for lane, a in enumerate(actions)]
+        a_model = self.controller.to_model_input(np.stack(actions)).to(self.device)
+        self.h, self.c = self.mdnrnn.step(self.z, a_model, (self.h, self.c))
+        return actions
+
+    def _explore(self, lane: int, action):
+        rng = self.rngs[lane]
+        if self.spec.action_kind == "discrete":
+            return int(rng.integers(self.spec.action_dim)) if rng.random() < self.noise else action
+        noisy = action + rng.normal(0.0, self.noise, size=np.shape(action)) * (
+            np.asarray(self.spec.high) - np.asarray(self.spec.low)) / 2
+        return np.clip(noisy, self.spec.low, self.spec.high).astype(np.float32)
+
+    def observe(self, lane, action, obs, reward, terminated, truncated) -> None:
+        pass
+
+    def end(self, lane: int) -> None:
+        pass
+
+
+class ExplorePolicy:
+    """Random actions with momentum, so rollouts go somewhere.
+
+    Discrete: keep the previous action with probability `repeat`, else draw a new one.
+    Box: a mean-reverting random walk; on CarRacing the gas is biased forward and the brake
+    mostly off, so the car actually drives and sees the track.
+    """
+
+    def __init__(self, spec: EnvSpec, lanes: int, policy: str = "explore", repeat: float = 0.8):
+        self.spec, self.random, self.repeat = spec, policy == "random", repeat
+        self.rngs: list[np.random.Generator | None] = [None] * lanes
+        self.prev: list = [None] * lanes
+        self.low = np.asarray(spec.low, np.float32)
+        self.high = np.asarray(spec.high, np.float32)
+        self.carracing = spec.id.endswith("CarRacing-v3") and spec.action_dim == 3
+
+    def start(self, lane: int, episode: Episode) -> None:
+        self.rngs[lane] = np.random.default_rng([episode.seed, 11])
+        self.prev[lane] = None
+
+    def _draw(self, rng: np.random.Generator):
+        if self.spec.action_kind == "discrete":
+            return int(rng.integers(self.spec.action_dim))
+        if self.carracing:
+            return np.array([rng.uniform(-1, 1), rng.uniform(0.3, 1.0),
+                             rng.uniform(0, 0.3) if rng.random() < 0.1 else 0.0], np.float32)
+        return rng.uniform(self.low, self.high).astype(np.float32)
+
+    def act(self, obs: np.ndarray, active: np.ndarray) -> list:
+        actions = []
+        for lane, is_active in enumerate(active):
+            if not is_active:
+                actions.append(self.prev[lane] if self.prev[lane] is not None else self._idle())
+                continue
+            rng, prev = self.rngs[lane], self.prev[lane]
+            if prev is None or self.random:
+                action = self._draw(rng)
+            elif self.spec.action_kind == "discrete":
+                action = prev if rng.random() < self.repeat else self._draw(rng)
+            else:
+                target = self._draw(rng)
+                action = np.clip(self.repeat * prev + (1 - self.repeat) * target, self.low, self.high)
+                action = action.astype(np.float32)
+            self.prev[lane] = action
+            actions.append(action)
+        return actions
+
+    def _idle(self):
+        return 0 if self.spec.action_kind == "discrete" else np.zeros(self.spec.action_dim, np.float32)
+
+    def observe(self, lane, action, obs, reward, terminated, truncated) -> None:
+        pass
+
+    def end(self, lane: int) -> None:
+        pass
+
+
+class Recorder:
+    """Wraps a policy and stores each finished episode as one compressed .npz file.
+
+    File = obs uint8 [T+1, 64, 64, 3] (first frame included), actions [T, ...],
+    rewards float32 [T], terminated bool [T], truncated bool [T].
+    """
+
+    def __init__(self, policy, lanes: int, path_for: Callable[[Episode], Path]):
+        self.policy, self.path_for = policy, path_for
+        self.buffers: list[dict | None] = [None] * lanes
+        self.episodes: list[Episode | None] = [None] * lanes
+        self.pending_first: list[bool] = [False] * lanes
+
+    def start(self, lane: int, episode: Episode) -> None:
+        self.policy.start(lane, episode)
+        self.episodes[lane] = episode
+        self.buffers[lane] = {"obs": [], "actions": [], "rewards": [], "terminated": [], "truncated": []}
+        self.pending_first[lane] = True
+
+    def act(self, obs: np.ndarray, active: np.ndarray) -> list:
+        for lane, is_active in enumerate(active):
+            if is_active and self.pending_first[lane]:
+                self.buffers[lane]["obs"].append(obs[lane].copy())
+                self.pending_first[lane] = False
+        return self.policy.act(obs, active)
+
+    def observe(self, lane, action, obs, reward, terminated, truncated) -> None:
+        buf = self.buffers[lane]
+        buf["obs"].append(obs.copy())
+        buf["actions"].append(action)
+        buf["rewards"].append(reward)
+        buf["terminated"].append(terminated)
+        buf["truncated"].append(truncated)
+        self.policy.observe(lane, action, obs, reward, terminated, truncated)
+
+    def end(self, lane: int) -> None:
+        from ..checkpoint import save_npz
+
+        buf = self.buffers[lane]
+        save_npz(self.path_for(self.episodes[lane]), obs=np.stack(buf["obs"]),
+                 actions=np.asarray(buf["actions"]), rewards=np.asarray(buf["rewards"], np.float32),
+                 terminated=np.asarray(buf["terminated"], bool), truncated=np.asarray(buf["truncated"], bool))
+        self.buffers[lane] = None
+        self.policy.end(lane)

@@ -1,0 +1,196 @@
+"""The rollout engine: envs in worker processes, one batched policy in the master.
+
+Episodes run in a fixed number of lockstep lanes. Lane i lives on worker i % W, but the
+batch the policy sees is always all lanes in lane order, and episodes are handed to lanes
+in a fixed order, so results do not depend on the number of workers or on timing.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+import numpy as np
+
+from ..envs import FRAME, EnvSpec
+from .workers import InlineWorker, ProcessWorker, WorkerError
+
+log = logging.getLogger("worldmodels")
+
+
+@dataclass
+class Episode:
+    """One episode to run: its env seed and which candidate (controller) plays it."""
+
+    seed: int
+    candidate: int = 0
+    tag: int = 0
+    """Caller's label (e.g. the rollout number a recorder names its file after)."""
+
+
+@dataclass
+class EpisodeResult:
+    index: int
+    seed: int
+    candidate: int
+    ret: float
+    length: int
+
+
+class Policy(Protocol):
+    """Batched over lanes. Arrays are indexed by lane; `active` marks lanes with an episode."""
+
+    def start(self, lane: int, episode: Episode) -> None: ...
+
+    def act(self, obs: np.ndarray, active: np.ndarray) -> list: ...
+
+    def observe(self, lane: int, action, obs: np.ndarray, reward: float, terminated: bool,
+                truncated: bool) -> None: ...
+
+    def end(self, lane: int) -> None: ...
+
+
+def default_workers() -> int:
+    return max(1, min(16, os.cpu_count() or 1))
+
+
+class LaneEngine:
+    """Runs lists of episodes on `lanes` envs spread over `workers` worker processes."""
+
+    def __init__(self, spec: EnvSpec, lanes: int, workers: int = 0, renderer: str = "official",
+                 max_steps: int = 0, timeout: float = 300.0):
+        self.spec = spec
+        self.lanes = lanes
+        n_workers = max(1, min(workers or default_workers(), lanes))
+        self.lane_worker = [i % n_workers for i in range(lanes)]
+        worker_cls = InlineWorker if n_workers == 1 else ProcessWorker
+        self.workers = [worker_cls(spec.to_dict(), [lane for lane in range(lanes) if lane % n_workers == w],
+                                   renderer, max_steps, timeout) for w in range(n_workers)]
+        self.history: dict[int, tuple[int, list]] = {}
+        self.replaced = 0
+
+    def close(self) -> None:
+        for worker in self.workers:
+            worker.close()
+        self.workers = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- one round trip to every worker that has work --------------------------------------
+    def _exchange(self, kind: str, per_lane: dict[int, object]) -> dict[int, object]:
+        per_worker: dict[int, dict] = {}
+        for lane, value in per_lane.items():
+            per_worker.setdefault(self.lane_worker[lane], {})[lane] = value
+        for w, payload in per_worker.items():
+            self._send(w, (kind, payload))
+        out: dict[int, object] = {}
+        for w, payload in per_worker.items():
+            out.update(self._receive(w, (kind, payload)))
+        return out
+
+    def _send(self, w: int, msg: tuple) -> None:
+        try:
+            self.workers[w].send(msg)
+        except WorkerError as exc:
+            self._recover(w, exc)
+            self.workers[w].send(msg)
+
+    def _receive(self, w: int, msg: tuple):
+        for attempt in range(3):
+            try:
+                return self.workers[w].receive()
+            except WorkerError as exc:
+                if attempt == 2:
+                    raise
+                self._recover(w, exc)
+                self.workers[w].send(msg)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _recover(self, w: int, exc: Exception) -> None:
+        """Replace a dead or hung worker and replay its lanes' episodes up to where they were."""
+        log.warning("env worker %d failed (%s); replacing it and replaying its episodes", w, exc)
+        self.replaced += 1
+        worker = self.workers[w]
+        worker.restart()
+        histories = {lane: self.history[lane] for lane in worker.lanes if lane in self.history}
+        if histories:
+            worker.send(("replay", histories))
+            worker.receive()
+
+    # -- the episode loop ------------------------------------------------------------------
+    def run(self, episodes: list[Episode], policy: Policy,
+            on_result: Callable[[EpisodeResult], None] | None = None,
+            keep_going: Callable[[], bool] | None = None) -> list[EpisodeResult]:
+        """Run every episode (in lane lockstep); returns results in episode order.
+
+        keep_going is asked before an episode is started; when it says no, episodes not yet
+        started are skipped (their results are missing from the list).
+        """
+        queue = deque(enumerate(episodes))
+        lane_episode: list[int | None] = [None] * self.lanes
+        returns = np.zeros(self.lanes, np.float64)
+        lengths = np.zeros(self.lanes, np.int64)
+        obs = np.zeros((self.lanes, FRAME, FRAME, 3), np.uint8)
+        results: dict[int, EpisodeResult] = {}
+        self.steps = 0
+
+        def assign(lanes: list[int]) -> None:
+            seeds = {}
+            for lane in lanes:
+                if queue and (keep_going is None or keep_going()):
+                    index, episode = queue.popleft()
+                    lane_episode[lane] = index
+                    returns[lane], lengths[lane] = 0.0, 0
+                    seeds[lane] = episode.seed
+                    self.history[lane] = (episode.seed, [])
+                    policy.start(lane, episode)
+                else:
+                    lane_episode[lane] = None
+                    self.history.pop(lane, None)
+            for lane, frame in self._exchange("reset", seeds).items():
+                obs[lane] = frame
+
+        assign(list(range(self.lanes)))
+        while any(e is not None for e in lane_episode):
+            active = np.array([e is not None for e in lane_episode])
+            actions = policy.act(obs, active)
+            stepped = {lane: actions[lane] for lane in range(self.lanes) if active[lane]}
+            for lane, action in stepped.items():
+                self.history[lane][1].append(action)
+            finished = []
+            for lane, (frame, reward, terminated, truncated) in sorted(self._exchange("step", stepped).items()):
+                obs[lane] = frame
+                returns[lane] += reward
+                lengths[lane] += 1
+                self.steps += 1
+                policy.observe(lane, stepped[lane], frame, reward, terminated, truncated)
+                if terminated or truncated:
+                    index = lane_episode[lane]
+                    episode = episodes[index]
+                    result = EpisodeResult(index, episode.seed, episode.candidate,
+                                           float(returns[lane]), int(lengths[lane]))
+                    results[index] = result
+                    policy.end(lane)
+                    if on_result is not None:
+                        on_result(result)
+                    finished.append(lane)
+            if finished:
+                assign(finished)
+        return [results[i] for i in sorted(results)]
+
+
+class Throughput:
+    """Steps per second of the last run."""
+
+    def __init__(self):
+        self.start = time.perf_counter()
+
+    def rate(self, steps: int) -> float:
+        return steps / max(time.perf_counter() - self.start, 1e-9)

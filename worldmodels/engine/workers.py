@@ -1,0 +1,174 @@
+"""Environment workers: they only step environments and preprocess frames. No torch here.
+
+A worker owns a fixed set of lanes (one env each). The master sends one message per step:
+actions for the lanes being stepped, or seeds for the lanes being reset, or whole action
+histories to replay after a worker was replaced. Workers exit when the master goes away:
+the pipe closes (EOF), and on Linux the kernel also sends SIGKILL on parent death.
+"""
+from __future__ import annotations
+
+import ctypes
+import multiprocessing as mp
+import os
+import signal
+import sys
+import traceback
+
+import numpy as np
+
+from ..envs import EnvSpec, make_env, preprocess
+
+
+class WorkerError(RuntimeError):
+    """A worker died, hung or raised; the engine replaces it and replays its lanes."""
+
+
+class LaneEnvs:
+    """The envs of some lanes, stepped in-process. Used inside workers and for workers=1."""
+
+    def __init__(self, spec: dict, lanes: list[int], renderer: str, max_steps: int):
+        self.spec = EnvSpec.from_dict(spec)
+        self.envs = {lane: make_env(self.spec, renderer=renderer, max_steps=max_steps) for lane in lanes}
+
+    def reset(self, seeds: dict[int, int]) -> dict[int, np.ndarray]:
+        out = {}
+        for lane, seed in seeds.items():
+            obs, _ = self.envs[lane].reset(seed=int(seed))
+            out[lane] = preprocess(obs, self.spec)
+        return out
+
+    def step(self, actions: dict[int, object]) -> dict[int, tuple]:
+        out = {}
+        for lane, action in actions.items():
+            obs, reward, terminated, truncated, _ = self.envs[lane].step(action)
+            out[lane] = (preprocess(obs, self.spec), float(reward), bool(terminated), bool(truncated))
+        return out
+
+    def replay(self, histories: dict[int, tuple[int, list]]) -> dict[int, np.ndarray]:
+        """Reset each lane with its seed and step its recorded actions: the env is back in place."""
+        out = {}
+        for lane, (seed, actions) in histories.items():
+            obs, _ = self.envs[lane].reset(seed=int(seed))
+            for action in actions:
+                obs, *_ = self.envs[lane].step(action)
+            out[lane] = preprocess(obs, self.spec)
+        return out
+
+    def handle(self, msg: tuple):
+        kind, payload = msg
+        return getattr(self, kind)(payload)
+
+    def close(self) -> None:
+        for env in self.envs.values():
+            env.close()
+
+
+def _die_with_parent() -> None:
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL("libc.so.6", use_errno=True)
+            libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except OSError:  # pragma: no cover - no libc: the pipe EOF still ends the worker
+            pass
+
+
+def worker_main(conn, spec: dict, lanes: list[int], renderer: str, max_steps: int) -> None:
+    _die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the master decides when to stop
+    try:
+        envs = LaneEnvs(spec, lanes, renderer, max_steps)
+    except Exception:  # noqa: BLE001 - reported to the master
+        conn.send(("error", traceback.format_exc()))
+        return
+    conn.send(("ready", os.getpid()))
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            break  # the master is gone
+        if msg is None:
+            break
+        try:
+            conn.send(("ok", envs.handle(msg)))
+        except Exception:  # noqa: BLE001 - reported to the master
+            conn.send(("error", traceback.format_exc()))
+    envs.close()
+
+
+class ProcessWorker:
+    """A worker process behind a pipe; call() raises WorkerError on death, hang or error."""
+
+    def __init__(self, spec: dict, lanes: list[int], renderer: str, max_steps: int, timeout: float):
+        self.args = (spec, lanes, renderer, max_steps)
+        self.lanes = lanes
+        self.timeout = timeout
+        self._start()
+
+    def _start(self) -> None:
+        ctx = mp.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.process = ctx.Process(target=worker_main, args=(child, *self.args), daemon=True)
+        self.process.start()
+        child.close()
+        status, info = self._recv(timeout=max(self.timeout, 120.0))
+        if status != "ready":
+            raise WorkerError(f"worker failed to start: {info.strip().splitlines()[-1]}")
+
+    def _recv(self, timeout: float):
+        if not self.conn.poll(timeout):
+            raise WorkerError(f"worker pid {self.process.pid} did not answer within {timeout:.0f} s")
+        try:
+            return self.conn.recv()
+        except (EOFError, OSError):
+            self.process.join(1.0)
+            raise WorkerError(f"worker pid {self.process.pid} died (exit code {self.process.exitcode})") from None
+
+    def send(self, msg: tuple) -> None:
+        """Start a request; receive() collects the answer (so many workers run at once)."""
+        try:
+            self.conn.send(msg)
+        except (BrokenPipeError, OSError):
+            raise WorkerError(f"worker pid {self.process.pid} died (exit code {self.process.exitcode})") from None
+
+    def receive(self):
+        status, result = self._recv(self.timeout)
+        if status != "ok":
+            raise WorkerError(f"worker pid {self.process.pid} raised: {result.strip().splitlines()[-1]}")
+        return result
+
+    def restart(self) -> None:
+        self.close(kill=True)
+        self._start()
+
+    def close(self, kill: bool = False) -> None:
+        try:
+            if not kill:
+                self.conn.send(None)
+        except (BrokenPipeError, OSError):
+            pass
+        self.process.join(0 if kill else 2.0)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join(2.0)
+        self.conn.close()
+
+
+class InlineWorker:
+    """Same interface as ProcessWorker, in the master's process (one worker, tests)."""
+
+    def __init__(self, spec: dict, lanes: list[int], renderer: str, max_steps: int, timeout: float = 0.0):
+        self.lanes = lanes
+        self.envs = LaneEnvs(spec, lanes, renderer, max_steps)
+        self.process = None
+
+    def send(self, msg: tuple) -> None:
+        self._result = self.envs.handle(msg)
+
+    def receive(self):
+        return self._result
+
+    def restart(self) -> None:  # pragma: no cover - an inline worker cannot die alone
+        pass
+
+    def close(self, kill: bool = False) -> None:
+        self.envs.close()

@@ -1,0 +1,199 @@
+"""Environments: ids and aliases, make_env, preprocessing to 64x64, Atari FIRE handling.
+
+No torch here: environment worker processes import this module.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+
+import cv2
+import gymnasium as gym
+import numpy as np
+
+from ..errors import ConfigError
+
+ALIASES = {"pong": "ALE/Pong-v5", "breakout": "ALE/Breakout-v5", "carracing": "CarRacing-v3"}
+CURRICULUM = ("pong", "breakout", "carracing")
+TARGETS = {"ALE/Pong-v5": 18.0, "ALE/Breakout-v5": 50.0, "CarRacing-v3": 800.0}
+SLUGS = {v: k for k, v in ALIASES.items()}
+FRAME = 64
+
+# Crop boxes (top, bottom, left, right) that keep the playfield and drop score bars / HUD.
+CROPS = {
+    "CarRacing-v3": (0, 84, 0, 96),
+    "ALE/Pong-v5": (34, 194, 0, 160),
+    "ALE/Breakout-v5": (32, 196, 8, 152),
+}
+
+_registered = False
+
+
+def register_all() -> None:
+    """Register ALE ids and the project's own ids (idempotent)."""
+    global _registered
+    if _registered:
+        return
+    import ale_py
+
+    gym.register_envs(ale_py)
+    try:
+        from .carracing import register as register_carracing
+    except ImportError:  # pragma: no cover - renderer module absent
+        register_carracing = None
+    if register_carracing is not None:
+        register_carracing()
+    _registered = True
+
+
+def slug(env_id: str) -> str:
+    """pong / breakout / carracing, or the id made file-safe."""
+    if env_id in SLUGS:
+        return SLUGS[env_id]
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", env_id).strip("_").lower()
+
+
+def resolve_env_ids(names: list[str]) -> list[str]:
+    """Expand 'all' and aliases; reject ids Gymnasium does not know."""
+    register_all()
+    out: list[str] = []
+    for name in names:
+        for part in [p.strip() for p in name.split(",") if p.strip()]:
+            ids = [ALIASES[a] for a in CURRICULUM] if part == "all" else [ALIASES.get(part.lower(), part)]
+            for env_id in ids:
+                if env_id not in gym.registry:
+                    raise ConfigError(f"unknown env '{part}': use pong, breakout, carracing, all, "
+                                      "or a registered Gymnasium id such as ALE/Pong-v5")
+                if env_id not in out:
+                    out.append(env_id)
+    if not out:
+        raise ConfigError("no environment given: use --envs all or a list such as pong,carracing")
+    return out
+
+
+@dataclass
+class EnvSpec:
+    """What the agent needs to know about an env; plain values only (stored in best.pt)."""
+
+    id: str
+    slug: str
+    target: float | None
+    crop: tuple[int, int, int, int] | None
+    dilate: bool
+    action_kind: str  # "discrete" or "box"
+    action_dim: int  # number of discrete actions, or the box's size
+    low: list[float] = field(default_factory=list)
+    high: list[float] = field(default_factory=list)
+    fire_action: int | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "EnvSpec":
+        data = dict(data)
+        if data.get("crop") is not None:
+            data["crop"] = tuple(int(v) for v in data["crop"])
+        return cls(**data)
+
+
+def probe_spec(env_id: str) -> EnvSpec:
+    """Make the env once and read its spaces; rejects envs without image observations."""
+    register_all()
+    try:
+        env = gym.make(env_id)
+    except Exception as exc:  # noqa: BLE001 - any failure to build the env is the user's input
+        raise ConfigError(f"cannot create env '{env_id}': {exc}") from None
+    try:
+        obs_space, act_space = env.observation_space, env.action_space
+        if not (isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) == 3
+                and obs_space.shape[-1] in (1, 3)):
+            raise ConfigError(f"env '{env_id}' has no image observation (got {obs_space}); "
+                              "worldmodels needs HxWx3 or HxWx1 frames")
+        fire = None
+        is_atari = env_id.startswith("ALE/")
+        if is_atari:
+            meanings = env.unwrapped.get_action_meanings()
+            fire = meanings.index("FIRE") if "FIRE" in meanings else None
+        if isinstance(act_space, gym.spaces.Discrete):
+            kind, dim, low, high = "discrete", int(act_space.n), [], []
+        elif isinstance(act_space, gym.spaces.Box) and len(act_space.shape) == 1:
+            kind, dim = "box", int(act_space.shape[0])
+            low = [float(v) for v in act_space.low]
+            high = [float(v) for v in act_space.high]
+            if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
+                raise ConfigError(f"env '{env_id}' has an unbounded action box; cannot squash actions")
+        else:
+            raise ConfigError(f"env '{env_id}' has action space {act_space}; "
+                              "worldmodels handles Discrete or a 1-D Box")
+    finally:
+        env.close()
+    return EnvSpec(id=env_id, slug=slug(env_id), target=TARGETS.get(env_id), crop=CROPS.get(env_id),
+                   dilate=is_atari, action_kind=kind, action_dim=dim, low=low, high=high,
+                   fire_action=fire)
+
+
+def preprocess(frame: np.ndarray, spec: EnvSpec) -> np.ndarray:
+    """Raw frame -> uint8 [64, 64, 3]: crop the playfield, thicken small Atari objects, resize.
+
+    Dilating before the area resize keeps a 1-2 pixel ball visible at 64x64 (a plain resize
+    averages it into the background, and the VAE then drops it at almost no cost).
+    """
+    if frame.ndim == 3 and frame.shape[-1] == 1:
+        frame = np.repeat(frame, 3, axis=-1)
+    if spec.crop is not None:
+        top, bottom, left, right = spec.crop
+        frame = frame[top:bottom, left:right]
+    if spec.dilate:
+        frame = cv2.dilate(frame, np.ones((3, 3), np.uint8))
+    if frame.shape[0] != FRAME or frame.shape[1] != FRAME:
+        frame = cv2.resize(frame, (FRAME, FRAME), interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(frame, dtype=np.uint8)
+
+
+class FireOnLifeLoss(gym.Wrapper):
+    """Press FIRE after reset and after every lost life (Breakout stalls otherwise).
+
+    Part of the agent, not of the env: the score is still the official env's, with the
+    reward of the FIRE steps counted.
+    """
+
+    def __init__(self, env: gym.Env, fire_action: int):
+        super().__init__(env)
+        self.fire_action = fire_action
+        self.lives = 0
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        self.lives = int(info.get("lives", 0))
+        if self.lives > 0:
+            obs, _, terminated, truncated, info = self.env.step(self.fire_action)
+            if terminated or truncated:  # pragma: no cover - cannot happen on a fresh game
+                obs, info = self.env.reset(**kwargs)
+        return obs, info
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        lives = int(info.get("lives", 0))
+        if 0 < lives < self.lives and not (terminated or truncated):
+            obs, r2, terminated, truncated, info = self.env.step(self.fire_action)
+            reward += r2
+            lives = int(info.get("lives", 0))
+        self.lives = lives
+        return obs, reward, terminated, truncated, info
+
+
+def make_env(spec: EnvSpec | str, renderer: str = "official", max_steps: int = 0) -> gym.Env:
+    """The official env (or the fast CarRacing for training), FIRE handling, an optional step cap."""
+    register_all()
+    if isinstance(spec, str):
+        spec = probe_spec(spec)
+    if spec.id == "CarRacing-v3" and renderer != "official" and "worldmodels/CarRacing-v3" in gym.registry:
+        env = gym.make("worldmodels/CarRacing-v3", renderer=renderer)
+    else:
+        env = gym.make(spec.id)
+    if spec.fire_action is not None:
+        env = FireOnLifeLoss(env, spec.fire_action)
+    if max_steps > 0:
+        env = gym.wrappers.TimeLimit(env, max_episode_steps=max_steps)
+    return env

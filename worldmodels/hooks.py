@@ -1,0 +1,264 @@
+"""Hooks: behaviour added to the curriculum loop as plain objects.
+
+Every method is a no-op by default. Hooks run in list order (eval before early stopping and
+checkpointing), stop work by calling ctx.stop() (never by a return value), share numbers
+through report.metrics, and keep their state in state_dict() so it survives a resume.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .agent import SNAPSHOT_SEED_START, FINAL_SEED_START
+from .checkpoint import read_csv_rows, save_state, save_torch, write_csv_rows, write_json
+
+log = logging.getLogger("worldmodels")
+
+CSV_FIELDS = {
+    "controller": ("metrics.csv", ["gen", "best_fitness", "mean_fitness", "std_fitness", "sigma", "env_steps",
+                                   "steps_per_s", "wall_s"], "gen"),
+    "vae": ("vae_metrics.csv", ["epoch", "loss", "recon", "kl"], "epoch"),
+    "mdnrnn": ("mdnrnn_metrics.csv", ["epoch", "loss", "gmm", "reward", "done"], "epoch"),
+}
+
+
+class Hook:
+    name = "hook"
+
+    def on_run_start(self, run) -> None: ...
+    def on_env_start(self, ctx) -> None: ...
+    def on_stage_start(self, ctx, stage: str) -> None: ...
+    def on_step_end(self, ctx, stage: str, report) -> None: ...
+    def on_stage_end(self, ctx, stage: str) -> None: ...
+    def on_env_end(self, ctx) -> None: ...
+    def on_run_end(self, run) -> None: ...
+    def on_exception(self, ctx, exc: BaseException) -> None: ...
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+class ProgressBar(Hook):
+    """A tqdm bar per stage on stderr, and one log line per generation."""
+
+    name = "progress"
+
+    def __init__(self):
+        self.bar = None
+
+    def on_stage_start(self, ctx, stage):
+        from tqdm import tqdm
+
+        self.bar = tqdm(desc=f"{ctx.spec.slug} {stage}", file=sys.stderr, leave=False, dynamic_ncols=True,
+                        mininterval=1.0, disable=None)
+        ctx.set_progress_bar(self.bar)
+
+    def on_step_end(self, ctx, stage, report):
+        m = report.metrics
+        if stage == "controller":
+            line = (f"{ctx.spec.slug} gen {m['gen']:4d}  best {m['best_fitness']:9.2f}  mean {m['mean_fitness']:9.2f}"
+                    f"  sigma {m['sigma']:.4f}  steps/s {m['steps_per_s']:8.0f}  env steps {m['env_steps']}")
+            if "eval" in m:
+                line += f"  | eval {m['eval']['mean']:.2f} ± {m['eval']['std']:.2f}"
+            ctx.log(line)
+        elif stage in ("vae", "mdnrnn"):
+            ctx.log(f"{ctx.spec.slug} {stage} epoch {m['epoch']}  loss {m['loss']:.4f}")
+
+    def on_stage_end(self, ctx, stage):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        ctx.set_progress_bar(None)
+
+
+class EvalSnapshot(Hook):
+    """Every eval_every generations (and at 0 and at the last): evaluate the generation's best
+    candidate on seeds training never uses; keep the best; confirm a target on the official env."""
+
+    name = "eval_snapshot"
+
+    def __init__(self, every: int, episodes: int, confirm_episodes: int):
+        self.every, self.episodes, self.confirm_episodes = every, episodes, confirm_episodes
+        self.reset()
+
+    def reset(self):
+        self.best: dict | None = None
+        self.best_params: list | None = None
+        self.solved = False
+
+    def on_env_start(self, ctx):
+        self.reset()
+
+    def on_step_end(self, ctx, stage, report):
+        if stage != "controller":
+            return
+        gen = report.index
+        if not (gen % self.every == 0 or gen == report.total - 1):
+            return
+        params = report.extra["best_params"]
+        result = ctx.evaluate(params, self.episodes, SNAPSHOT_SEED_START)
+        new_best = self.best is None or result["mean"] > self.best["mean"]
+        if new_best:
+            self.best = {"gen": gen, "mean": result["mean"], "std": result["std"], "episodes": result["episodes"]}
+            self.best_params = [float(v) for v in params]
+            report.metrics["new_best"] = True
+        report.metrics["eval"] = dict(result, gen=gen, best_so_far=dict(self.best))
+        ctx.best_eval = self.best
+        ctx.best_params = np.asarray(self.best_params)
+        target = ctx.spec.target
+        if target is not None and new_best and result["mean"] >= target:
+            confirm = ctx.evaluate(params, self.confirm_episodes, FINAL_SEED_START)
+            report.metrics["confirm"] = confirm
+            ctx.log(f"{ctx.spec.slug}: snapshot mean {result['mean']:.2f} reached the target {target}; "
+                    f"confirmation over {confirm['episodes']} episodes: {confirm['mean']:.2f} ± {confirm['std']:.2f}")
+            if confirm["mean"] >= target:
+                self.solved = True
+        if self.solved:
+            ctx.status = "solved"
+            ctx.stop(f"target {target} reached and confirmed")
+
+    def on_stage_start(self, ctx, stage):
+        if stage == "controller" and self.solved:
+            ctx.status = "solved"
+            ctx.stop(f"target {ctx.spec.target} reached and confirmed")
+
+    def state_dict(self):
+        return {"best": self.best, "best_params": self.best_params, "solved": self.solved}
+
+    def load_state_dict(self, state):
+        self.best, self.best_params, self.solved = state["best"], state["best_params"], state["solved"]
+
+
+class EarlyStopping(Hook):
+    """Stop when the best training fitness has not improved for `patience` generations."""
+
+    name = "early_stopping"
+
+    def __init__(self, patience: int, min_delta: float = 0.0):
+        self.patience, self.min_delta = patience, min_delta
+        self.reset()
+
+    def reset(self):
+        self.best = -np.inf
+        self.best_gen = -1
+        self.wait = 0
+        self.reason: str | None = None
+
+    def on_env_start(self, ctx):
+        self.reset()
+
+    def _check(self, ctx):
+        if self.patience > 0 and self.wait >= self.patience:
+            self.reason = (f"no better best fitness for {self.wait} generations "
+                           f"(best {self.best:.2f} at generation {self.best_gen}, patience {self.patience})")
+            ctx.early_stopped = True
+            ctx.stop(self.reason)
+
+    def on_stage_start(self, ctx, stage):
+        if stage == "controller":
+            self._check(ctx)
+
+    def on_step_end(self, ctx, stage, report):
+        if stage != "controller":
+            return
+        fitness = report.metrics["best_fitness"]
+        if fitness > self.best + self.min_delta:
+            self.best, self.best_gen, self.wait = fitness, report.index, 0
+        else:
+            self.wait += 1
+        self._check(ctx)
+
+    def state_dict(self):
+        return {"best": float(self.best), "best_gen": self.best_gen, "wait": self.wait, "reason": self.reason}
+
+    def load_state_dict(self, state):
+        self.best, self.best_gen, self.wait, self.reason = state["best"], state["best_gen"], state["wait"], state["reason"]
+
+
+class CheckpointWriter(Hook):
+    """Resume state after every step (before any metrics row is written); best.pt on a new best."""
+
+    name = "checkpoint"
+
+    def on_step_end(self, ctx, stage, report):
+        if report.metrics.get("new_best"):
+            agent = ctx.load_agent()
+            best = report.metrics["eval"]["best_so_far"]
+            bundle = agent.bundle(report.extra["best_params"], {"snapshot": best, "final": None},
+                                  ctx.provenance(gen=report.index))
+            save_torch(ctx.env_dir / "best.pt", bundle)
+        if report.state is None:
+            return
+        if stage == "controller":
+            state = dict(report.state, hooks={h.name: h.state_dict() for h in ctx.hooks},
+                         status=ctx.status, stop_reason=ctx.stop_reason)
+            save_state(report.state_path, state)
+        else:
+            save_torch(report.state_path, report.state)
+        ctx.save_manifest()
+
+
+class ArtifactWriter(Hook):
+    """metrics CSVs, eval snapshots, curriculum_results.json and the report folder."""
+
+    name = "artifacts"
+
+    def on_stage_start(self, ctx, stage):
+        if stage not in CSV_FIELDS:
+            return
+        filename, fields, key = CSV_FIELDS[stage]
+        path = ctx.env_dir / filename
+        # Rows beyond the checkpoint were written by a run killed after it; they are redone.
+        keep_upto = ctx.resume_index(stage)
+        rows = [r for r in read_csv_rows(path) if int(r[key]) <= keep_upto]
+        write_csv_rows(path, fields, rows)
+        if stage == "controller":
+            for snap in (ctx.env_dir / "eval").glob("gen_*.json"):
+                if int(snap.stem.split("_")[1]) > keep_upto:
+                    snap.unlink()
+
+    def on_step_end(self, ctx, stage, report):
+        if stage not in CSV_FIELDS:
+            return
+        filename, fields, _ = CSV_FIELDS[stage]
+        path = ctx.env_dir / filename
+        rows = read_csv_rows(path)
+        rows.append({k: report.metrics.get(k) for k in fields})
+        write_csv_rows(path, fields, rows)
+        if "eval" in report.metrics:
+            ev = report.metrics["eval"]
+            write_json(ctx.env_dir / "eval" / f"gen_{report.index:04d}.json", {
+                "gen": report.index, "mean": ev["mean"], "std": ev["std"], "min": ev["min"], "max": ev["max"],
+                "scores": ev["scores"], "episodes": ev["episodes"], "seed_start": ev["seed_start"],
+                "env_steps": report.metrics["env_steps"], "wall_s": report.metrics["wall_s"],
+                "best_so_far": ev["best_so_far"], "confirm": report.metrics.get("confirm")})
+
+    def on_env_start(self, ctx):
+        ctx.write_results()
+
+    def on_env_end(self, ctx):
+        ctx.write_results()
+        write_report_safely(ctx.run_dir)
+
+    def on_run_end(self, run):
+        write_report_safely(run.out)
+
+
+def write_report_safely(run_dir: Path) -> None:
+    """The report is a by-product of training: a plotting problem must never end a run."""
+    try:
+        from .report import write_report
+
+        write_report(run_dir)
+    except Exception as exc:  # noqa: BLE001
+        log.warning("could not write the report (%s); run wm-report %s later", exc, run_dir)
+
+
+def default_hooks(cfg) -> list[Hook]:
+    return [ProgressBar(), EvalSnapshot(cfg.eval_every, cfg.eval.episodes, cfg.eval.confirm_episodes),
+            EarlyStopping(cfg.patience), CheckpointWriter(), ArtifactWriter()]

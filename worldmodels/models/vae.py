@@ -1,0 +1,64 @@
+"""V: the paper's convolutional VAE, 64x64x3 frames <-> z."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+class ConvVAE(nn.Module):
+    """Encoder 4 conv layers (32/64/128/256, 4x4, stride 2); decoder dense 1024 -> 4 deconvs.
+
+    encode: x [B, 3, 64, 64] in [0, 1] -> (mu, logvar), each [B, z_dim]
+    decode: z [B, z_dim] -> [B, 3, 64, 64] in [0, 1]
+    """
+
+    def __init__(self, z_dim: int = 32):
+        super().__init__()
+        self.z_dim = z_dim
+        self.encoder = nn.Sequential(
+            nn.Conv2d(3, 32, 4, stride=2), nn.ReLU(),
+            nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),
+            nn.Conv2d(64, 128, 4, stride=2), nn.ReLU(),
+            nn.Conv2d(128, 256, 4, stride=2), nn.ReLU(),
+            nn.Flatten(),
+        )
+        self.fc_mu = nn.Linear(1024, z_dim)
+        self.fc_logvar = nn.Linear(1024, z_dim)
+        self.fc_dec = nn.Linear(z_dim, 1024)
+        self.decoder = nn.Sequential(
+            nn.ConvTranspose2d(1024, 128, 5, stride=2), nn.ReLU(),
+            nn.ConvTranspose2d(128, 64, 5, stride=2), nn.ReLU(),
+            nn.ConvTranspose2d(64, 32, 6, stride=2), nn.ReLU(),
+            nn.ConvTranspose2d(32, 3, 6, stride=2), nn.Sigmoid(),
+        )
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.encoder(x)
+        return self.fc_mu(h), self.fc_logvar(h).clamp(-10.0, 10.0)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.fc_dec(z).view(-1, 1024, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        mu, logvar = self.encode(x)
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+        return self.decode(z), mu, logvar
+
+
+def frames_to_tensor(frames, device: torch.device | str = "cpu") -> torch.Tensor:
+    """uint8 [B, 64, 64, 3] (numpy or tensor) -> float [B, 3, 64, 64] in [0, 1]."""
+    t = torch.as_tensor(frames, device=device)
+    return t.permute(0, 3, 1, 2).float().div_(255.0)
+
+
+def vae_loss(recon: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
+             kl_tolerance: float = 0.5) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """L2 reconstruction (sum over pixels) + KL floored at kl_tolerance * z_dim ("free bits").
+
+    Returns (loss, recon_loss, kl), each a scalar averaged over the batch.
+    """
+    recon_loss = F.mse_loss(recon, x, reduction="none").flatten(1).sum(1).mean()
+    kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1)
+    kl = kl.clamp(min=kl_tolerance * mu.shape[1]).mean()
+    return recon_loss + kl, recon_loss, kl

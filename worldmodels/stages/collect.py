@@ -1,0 +1,48 @@
+"""Stage 1: rollouts of an exploring policy (later rounds: the current controller plus noise),
+one compressed .npz per rollout, collected by the lane engine's parallel workers."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..agent import TRAIN_SEED_END
+from ..engine.policies import ExplorePolicy, Recorder
+from ..engine.rollout import Episode, LaneEngine
+from . import StepReport
+
+
+def data_dir(ctx, round_: int):
+    return ctx.env_dir / "data" / f"round{round_}"
+
+
+def run(ctx):
+    cfg = ctx.cfg
+    out = data_dir(ctx, ctx.round)
+    n = cfg.collect.rollouts
+    seeds = np.random.default_rng([cfg.seed, ctx.round, 101]).integers(0, TRAIN_SEED_END, n)
+    todo = [Episode(int(seeds[i]), tag=i) for i in range(n) if not (out / f"ep_{i:06d}.npz").exists()]
+    if len(todo) < n:
+        ctx.log(f"collect: {n - len(todo)} of {n} rollouts already on disk, collecting the rest")
+    if not todo:
+        return
+    ctx.progress(n, n - len(todo))
+    lanes = min(cfg.controller.slots, len(todo))
+    if ctx.round == 0 or ctx.best_params is None:
+        inner = ExplorePolicy(ctx.spec, lanes, cfg.collect.policy)
+    else:
+        agent = ctx.load_agent()
+        inner = agent.policy(ctx.best_params.reshape(1, -1), lanes, ctx.device, noise=cfg.collect.noise)
+    recorder = Recorder(inner, lanes, lambda ep: out / f"ep_{ep.tag:06d}.npz")
+    chunk = max(lanes * 4, 1)
+    done = n - len(todo)
+    with LaneEngine(ctx.spec, lanes, workers=ctx.workers, renderer=cfg.renderer,
+                    max_steps=cfg.collect.max_steps) as engine:
+        for index, start in enumerate(range(0, len(todo), chunk)):
+            results = engine.run(todo[start:start + chunk], recorder, on_result=lambda r: ctx.tick(1),
+                                 keep_going=lambda: not ctx.out_of_budget(extra_steps=engine.steps))
+            ctx.env_steps += engine.steps
+            done += len(results)
+            yield StepReport("collect", index, {"rollouts": done, "env_steps": ctx.env_steps,
+                                                 "mean_return": float(np.mean([r.ret for r in results] or [0]))},
+                             total=n)
+            if ctx.out_of_budget() or ctx.interrupted():
+                break

@@ -1,0 +1,94 @@
+"""Stage 5: train C with CMA-ES (ask/tell); fitness = mean return over R rollouts.
+
+All P x R episodes of a generation run on the lane engine in one batched policy. CMA-ES
+draws from its own RandomState, and training seeds from a Generator whose state is saved,
+so a resumed run continues exactly like an uninterrupted one.
+"""
+from __future__ import annotations
+
+import math
+import pickle
+import time
+
+import cma
+import numpy as np
+
+from ..agent import TRAIN_SEED_END
+from ..engine.rollout import Episode, LaneEngine
+from . import StepReport
+
+
+def new_strategy(n_params: int, cfg, seed: int) -> cma.CMAEvolutionStrategy:
+    options = {"popsize": cfg.controller.pop_size, "randn": np.random.RandomState(seed).randn,
+               "seed": np.nan, "verbose": -9, "CMA_diagonal": n_params > 2000}
+    return cma.CMAEvolutionStrategy(np.zeros(n_params), cfg.controller.sigma0, options)
+
+
+def gens_for_round(cfg, round_: int) -> int:
+    """Generations (in total, over rounds so far) that round `round_` may reach."""
+    return math.ceil(cfg.max_gens * (round_ + 1) / cfg.rounds)
+
+
+def finite_fitness(fitness: np.ndarray) -> np.ndarray:
+    """NaN or inf fitness never reaches CMA-ES: it becomes worse than the worst finite one."""
+    ok = np.isfinite(fitness)
+    if ok.all():
+        return fitness
+    worst = fitness[ok].min() - 1.0 if ok.any() else -1e9
+    return np.where(ok, fitness, worst)
+
+
+def run(ctx):
+    cfg = ctx.cfg
+    agent = ctx.load_agent()
+    n_params = agent.controller.n_params
+    state = ctx.resume_state
+    rng = np.random.default_rng([cfg.seed, 404])
+    if state is not None:
+        es = pickle.loads(state["es"])  # noqa: S301 - our own checksummed state from the run folder
+        rng.bit_generator.state = state["rng"]
+        gen = state["gen"] + 1
+        wall = state["wall_s"]
+    else:
+        es = new_strategy(n_params, cfg, cfg.seed)
+        gen, wall = 0, 0.0
+    last_gen = gens_for_round(cfg, ctx.round)
+    pop, reps = cfg.controller.pop_size, cfg.controller.rollouts
+    lanes = min(cfg.controller.slots, pop * reps)
+    ctx.progress(last_gen, gen)
+    if gen >= last_gen or ctx.should_stop:
+        return
+    with LaneEngine(ctx.spec, lanes, workers=ctx.workers, renderer=cfg.renderer,
+                    max_steps=cfg.controller.max_steps) as engine:
+        while gen < last_gen and not ctx.should_stop:
+            if gen > 0 and ctx.out_of_budget():
+                ctx.stop(ctx.budget_reason())
+                break
+            start = time.perf_counter()
+            solutions = np.asarray(es.ask())
+            seeds = rng.integers(0, TRAIN_SEED_END, reps)
+            episodes = [Episode(int(seed), cand) for cand in range(pop) for seed in seeds]
+            results = engine.run(episodes, agent.policy(solutions, lanes, ctx.device))
+            returns = np.array([r.ret for r in results]).reshape(pop, reps)
+            fitness = finite_fitness(returns.mean(axis=1))
+            es.tell(list(solutions), list(-fitness))
+            ctx.env_steps += engine.steps
+            seconds = time.perf_counter() - start
+            wall += seconds
+            best = int(np.argmax(fitness))
+            metrics = {"gen": gen, "best_fitness": float(fitness[best]), "mean_fitness": float(fitness.mean()),
+                       "std_fitness": float(fitness.std()), "sigma": float(es.sigma),
+                       "env_steps": ctx.env_steps, "steps_per_s": engine.steps / max(seconds, 1e-9),
+                       "wall_s": wall}
+            state = {"gen": gen, "es": es.pickle_dumps(), "rng": rng.bit_generator.state, "wall_s": wall,
+                     "env_steps": ctx.env_steps, "round": ctx.round}
+            ctx.tick(1)
+            yield StepReport("controller", gen, metrics, state=state,
+                             state_path=ctx.env_dir / "controller" / "state.pkl",
+                             extra={"best_params": solutions[best], "mean_params": np.asarray(es.mean)},
+                             total=last_gen)
+            gen += 1
+            if ctx.interrupted():
+                return
+    if gen >= cfg.max_gens:
+        ctx.stop(f"reached max_gens ({cfg.max_gens} generations)")

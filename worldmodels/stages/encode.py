@@ -1,0 +1,56 @@
+"""Stage 3: every stored frame -> (mu, logvar) with the current V, one file per rollout."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..checkpoint import load_torch, save_npz
+from ..errors import UserError
+from ..models.controller import action_to_model_input
+from ..models.vae import ConvVAE, frames_to_tensor
+from . import StepReport
+from .vae import rollout_files
+
+
+def encoded_dir(ctx):
+    return ctx.env_dir / "encoded" / f"round{ctx.round}"
+
+
+def load_vae(ctx) -> ConvVAE:
+    path = ctx.env_dir / "vae.pt"
+    if not path.exists():
+        raise UserError(f"stage {ctx.stage} needs a trained V ({path}); run the vae stage first")
+    data = load_torch(path, "VAE weights")
+    vae = ConvVAE(data["z_dim"])
+    vae.load_state_dict(data["state_dict"])
+    return vae.to(ctx.device).eval()
+
+
+@torch.no_grad()
+def run(ctx):
+    files = rollout_files(ctx.env_dir)
+    if not files:
+        raise UserError(f"stage encode needs collected rollouts in {ctx.env_dir / 'data'}; run collect first")
+    vae = load_vae(ctx)
+    out = encoded_dir(ctx)
+    ctx.progress(len(files))
+    for index, path in enumerate(files):
+        target = out / f"{path.parent.name}_{path.name}"
+        if not target.exists():
+            with np.load(path) as data:
+                obs, actions = data["obs"], data["actions"]
+                rewards, terminated = data["rewards"], data["terminated"]
+            mus, logvars = [], []
+            for b in range(0, len(obs), 256):
+                mu, logvar = vae.encode(frames_to_tensor(obs[b:b + 256], ctx.device))
+                mus.append(mu.cpu().numpy())
+                logvars.append(logvar.cpu().numpy())
+            save_npz(target, mu=np.concatenate(mus).astype(np.float16),
+                     logvar=np.concatenate(logvars).astype(np.float16),
+                     actions=action_to_model_input(actions, ctx.spec.action_kind, ctx.spec.action_dim),
+                     rewards=rewards.astype(np.float32), terminated=terminated.astype(bool))
+        ctx.tick(1)
+        if index % 50 == 49 or index == len(files) - 1:
+            yield StepReport("encode", index, {"rollouts": index + 1}, total=len(files))
+        if ctx.interrupted():
+            return

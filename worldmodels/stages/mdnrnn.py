@@ -1,0 +1,113 @@
+"""Stage 4: train M (MDN-RNN) on sequences of (z, a) -> z', reward, done."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from ..checkpoint import load_torch, save_torch
+from ..errors import UserError
+from ..models.mdnrnn import MDNRNN, gmm_nll
+from . import StepReport
+from .encode import encoded_dir
+
+
+def load_encoded(ctx) -> list[dict]:
+    files = sorted(encoded_dir(ctx).glob("*.npz"))
+    if not files:
+        raise UserError(f"stage mdnrnn needs encoded rollouts in {encoded_dir(ctx)}; run the encode stage first")
+    out = []
+    for path in files:
+        with np.load(path) as data:
+            if len(data["rewards"]) >= 1:
+                out.append({k: data[k] for k in ("mu", "logvar", "actions", "rewards", "terminated")})
+    return out
+
+
+def sample_batch(rollouts: list[dict], batch: int, seq_len: int, rng: np.random.Generator):
+    """Random windows of seq_len transitions; short rollouts are padded and masked.
+
+    Returns mu, logvar [B, L+1, z]; actions [B, L, A]; rewards, dones, mask [B, L].
+    """
+    lengths = np.array([len(r["rewards"]) for r in rollouts])
+    picks = rng.choice(len(rollouts), size=batch, p=lengths / lengths.sum())
+    z_dim = rollouts[0]["mu"].shape[1]
+    a_dim = rollouts[0]["actions"].shape[1]
+    mu = np.zeros((batch, seq_len + 1, z_dim), np.float32)
+    logvar = np.zeros_like(mu)
+    actions = np.zeros((batch, seq_len, a_dim), np.float32)
+    rewards = np.zeros((batch, seq_len), np.float32)
+    dones = np.zeros((batch, seq_len), np.float32)
+    mask = np.zeros((batch, seq_len), np.float32)
+    for b, i in enumerate(picks):
+        r = rollouts[i]
+        n = len(r["rewards"])
+        start = int(rng.integers(0, max(n - seq_len, 0) + 1))
+        length = min(seq_len, n - start)
+        mu[b, :length + 1] = r["mu"][start:start + length + 1]
+        logvar[b, :length + 1] = r["logvar"][start:start + length + 1]
+        actions[b, :length] = r["actions"][start:start + length]
+        rewards[b, :length] = r["rewards"][start:start + length]
+        dones[b, :length] = r["terminated"][start:start + length]
+        mask[b, :length] = 1.0
+    return mu, logvar, actions, rewards, dones, mask
+
+
+def mdnrnn_loss(model: MDNRNN, batch, device, reward_weight: float, done_weight: float):
+    mu, logvar, actions, rewards, dones, mask = (torch.as_tensor(x, device=device) for x in batch)
+    z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)  # resampled every batch, as in the paper
+    out, _ = model(z[:, :-1], actions)
+    gmm = gmm_nll(z[:, 1:], out.log_pi, out.mu, out.log_sigma, mask) / model.z_dim
+    denom = mask.sum().clamp(min=1.0)
+    reward = (F.mse_loss(out.reward, rewards, reduction="none") * mask).sum() / denom
+    done = (F.binary_cross_entropy_with_logits(out.done_logit, dones, reduction="none") * mask).sum() / denom
+    return gmm + reward_weight * reward + done_weight * done, gmm, reward, done
+
+
+def run(ctx):
+    cfg = ctx.cfg.mdnrnn
+    rollouts = load_encoded(ctx)
+    z_dim = rollouts[0]["mu"].shape[1]
+    a_dim = rollouts[0]["actions"].shape[1]
+    model = MDNRNN(z_dim, a_dim, cfg.hidden, cfg.gaussians).to(ctx.device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    state_path = ctx.env_dir / "mdnrnn_state.pt"
+    start = 0
+    state = load_torch(state_path, "MDN-RNN state") if state_path.exists() else None
+    if state is not None and state["round"] == ctx.round:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        start = state["epoch"] + 1
+    elif ctx.round > 0 and (ctx.env_dir / "mdnrnn.pt").exists():
+        model.load_state_dict(load_torch(ctx.env_dir / "mdnrnn.pt", "MDN-RNN weights")["state_dict"])
+    total_steps = sum(len(r["rewards"]) for r in rollouts)
+    batches = max(1, math.ceil(total_steps / (cfg.seq_len * cfg.batch_size)))
+    ctx.progress(batches * cfg.epochs, batches * start)
+    for epoch in range(start, cfg.epochs):
+        rng = np.random.default_rng([ctx.cfg.seed, ctx.round, epoch, 303])
+        torch.manual_seed(int(rng.integers(2**31)))
+        model.train()
+        sums = np.zeros(4)
+        for _ in range(batches):
+            batch = sample_batch(rollouts, cfg.batch_size, cfg.seq_len, rng)
+            loss, gmm, reward, done = mdnrnn_loss(model, batch, ctx.device, cfg.reward_weight, cfg.done_weight)
+            if not torch.isfinite(loss):
+                raise UserError(f"MDN-RNN loss became {loss.item()} in epoch {epoch}; training stopped, "
+                                f"the last good weights are in {state_path}; try a lower mdnrnn.lr")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            sums += [loss.item(), gmm.item(), reward.item(), done.item()]
+            ctx.tick(1)
+        loss, gmm, reward, done = sums / batches
+        state = {"round": ctx.round, "epoch": epoch, "model": model.state_dict(), "optimizer": opt.state_dict()}
+        yield StepReport("mdnrnn", epoch, {"epoch": epoch, "loss": loss, "gmm": gmm, "reward": reward,
+                                           "done": done}, state=state, state_path=state_path, total=cfg.epochs)
+        if ctx.out_of_budget() or ctx.interrupted():
+            break
+    save_torch(ctx.env_dir / "mdnrnn.pt", {"z_dim": z_dim, "action_dim": a_dim, "hidden": cfg.hidden,
+                                           "gaussians": cfg.gaussians,
+                                           "state_dict": {k: v.cpu() for k, v in model.state_dict().items()}})

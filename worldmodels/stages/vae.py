@@ -1,0 +1,101 @@
+"""Stage 2: train V (ConvVAE) on every collected frame, streamed from disk."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..checkpoint import load_torch, save_npz, save_torch
+from ..errors import UserError
+from ..models.vae import ConvVAE, frames_to_tensor, vae_loss
+from . import StepReport
+
+
+def rollout_files(env_dir: Path) -> list[Path]:
+    return sorted((env_dir / "data").glob("round*/ep_*.npz"))
+
+
+def load_obs(path: Path) -> np.ndarray:
+    with np.load(path) as data:
+        return data["obs"]
+
+
+def frame_batches(files: list[Path], batch_size: int, files_at_once: int, rng: np.random.Generator):
+    """Stream shuffled uint8 batches [B, 64, 64, 3]: only `files_at_once` rollouts in memory."""
+    order = rng.permutation(len(files))
+    for start in range(0, len(order), files_at_once):
+        frames = np.concatenate([load_obs(files[i]) for i in order[start:start + files_at_once]])
+        perm = rng.permutation(len(frames))
+        for b in range(0, len(perm), batch_size):
+            yield frames[perm[b:b + batch_size]]
+
+
+def count_frames(files: list[Path]) -> int:
+    total = 0
+    for path in files:
+        with np.load(path) as data:
+            total += int(data["rewards"].shape[0]) + 1
+    return total
+
+
+def run(ctx):
+    cfg = ctx.cfg.vae
+    files = rollout_files(ctx.env_dir)
+    if not files:
+        raise UserError(f"stage vae needs collected rollouts in {ctx.env_dir / 'data'}; "
+                        "run the collect stage first (or use --from RUN_DIR)")
+    vae = ConvVAE(cfg.z_dim).to(ctx.device)
+    opt = torch.optim.Adam(vae.parameters(), lr=cfg.lr)
+    state_path = ctx.env_dir / "vae_state.pt"
+    start = 0
+    state = load_torch(state_path, "VAE state") if state_path.exists() else None
+    if state is not None and state["round"] == ctx.round:
+        vae.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        start = state["epoch"] + 1
+    elif ctx.round > 0 and (ctx.env_dir / "vae.pt").exists():
+        vae.load_state_dict(load_torch(ctx.env_dir / "vae.pt", "VAE weights")["state_dict"])
+    batches_per_epoch = math.ceil(count_frames(files) / cfg.batch_size)
+    ctx.progress(batches_per_epoch * cfg.epochs, batches_per_epoch * start)
+    for epoch in range(start, cfg.epochs):
+        rng = np.random.default_rng([ctx.cfg.seed, ctx.round, epoch, 202])
+        torch.manual_seed(int(rng.integers(2**31)))
+        vae.train()
+        sums = np.zeros(3)
+        count = 0
+        for batch in frame_batches(files, cfg.batch_size, cfg.shuffle_files, rng):
+            x = frames_to_tensor(batch, ctx.device)
+            recon, mu, logvar = vae(x)
+            loss, rec, kl = vae_loss(recon, x, mu, logvar, cfg.kl_tolerance)
+            if not torch.isfinite(loss):
+                raise UserError(f"VAE loss became {loss.item()} in epoch {epoch}; training stopped, "
+                                f"the last good weights are in {state_path}; try a lower vae.lr")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sums += [loss.item(), rec.item(), kl.item()]
+            count += 1
+            ctx.tick(1)
+        loss, rec, kl = sums / max(count, 1)
+        state = {"round": ctx.round, "epoch": epoch, "model": vae.state_dict(), "optimizer": opt.state_dict()}
+        yield StepReport("vae", epoch, {"epoch": epoch, "loss": loss, "recon": rec, "kl": kl,
+                                        "batches": batches_per_epoch},
+                         state=state, state_path=state_path, total=cfg.epochs)
+        if ctx.out_of_budget() or ctx.interrupted():
+            break
+    vae.eval()
+    save_torch(ctx.env_dir / "vae.pt", {"z_dim": cfg.z_dim, "state_dict": {k: v.cpu() for k, v in
+                                                                          vae.state_dict().items()}})
+    write_samples(ctx.env_dir, vae, files, ctx.device)
+
+
+@torch.no_grad()
+def write_samples(env_dir: Path, vae: ConvVAE, files: list[Path], device, n: int = 16) -> None:
+    """A few frames beside their reconstructions, for the report's grid."""
+    obs = load_obs(files[0])
+    frames = obs[np.linspace(0, len(obs) - 1, min(n, len(obs))).astype(int)]
+    mu, _ = vae.encode(frames_to_tensor(frames, device))
+    recon = (vae.decode(mu).clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+    save_npz(env_dir / "vae_samples.npz", frames=frames, recon=recon)
