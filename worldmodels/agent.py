@@ -92,15 +92,29 @@ def _cpu(state: dict) -> dict:
     return {k: v.detach().cpu() for k, v in state.items()}
 
 
+def eval_lanes(episodes: int) -> int:
+    return min(EVAL_LANES, episodes)
+
+
 def evaluate(agent: Agent, params: np.ndarray, episodes: int, seed_start: int, device,
-             workers: int = 0, max_steps: int = 0, renderer: str = "official") -> dict:
-    """Mean/std of the return over `episodes` episodes with seeds seed_start + i (official env)."""
+             workers: int = 0, max_steps: int = 0, engine: LaneEngine | None = None) -> dict:
+    """Mean/std of the return over `episodes` episodes with seeds seed_start + i, official env.
+
+    `engine` (official renderer, eval_lanes(episodes) lanes) may be passed to reuse workers.
+    """
     start = time.perf_counter()
-    lanes = min(EVAL_LANES, episodes)
-    with LaneEngine(agent.spec, lanes, workers=workers, renderer=renderer, max_steps=max_steps) as engine:
+    lanes = eval_lanes(episodes)
+    own = engine is None
+    if own:
+        engine = LaneEngine(agent.spec, lanes, workers=workers, renderer="official", max_steps=max_steps)
+    assert engine.lanes == lanes, "an evaluation engine must have eval_lanes(episodes) lanes"
+    try:
         policy = agent.policy(np.asarray(params).reshape(1, -1), lanes, device)
         results = engine.run([Episode(seed_start + i) for i in range(episodes)], policy)
         steps = engine.steps
+    finally:
+        if own:
+            engine.close()
     scores = [r.ret for r in results]
     return {
         "mean": float(np.mean(scores)), "std": float(np.std(scores)), "min": float(np.min(scores)),

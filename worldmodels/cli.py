@@ -164,3 +164,13 @@ def play_main(argv: list[str] | None = None) -> int:
         return 0
 
     return _run_guarded(go)
+
+
+if __name__ == "__main__":  # python -m worldmodels.cli wm-train|wm-report|wm-play ARGS
+    tools = {"wm-train": train_main, "wm-report": report_main, "wm-play": play_main}
+    if len(sys.argv) < 2 or sys.argv[1] not in tools:
+        print("usage: python -m worldmodels.cli wm-train|wm-report|wm-play [ARGS]", file=sys.stderr)
+        raise SystemExit(2)
+    tool = sys.argv.pop(1)
+    sys.argv[0] = tool
+    raise SystemExit(tools[tool]())

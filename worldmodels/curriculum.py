@@ -13,11 +13,11 @@ import numpy as np
 import yaml
 
 from . import __version__
-from .agent import FINAL_SEED_START, Agent, evaluate, resolve_device
+from .agent import FINAL_SEED_START, Agent, eval_lanes, evaluate, resolve_device
 from .checkpoint import (atomic_write_text, load_bundle, load_state, load_torch, read_json, save_torch,
                          write_json)
 from .config import STAGES, TrainConfig, changed_training_keys, to_dict
-from .engine.rollout import default_workers
+from .engine.rollout import LaneEngine, default_workers
 from .envs import probe_spec, resolve_env_ids, slug
 from .errors import RunFolderError, UserError
 from .hooks import Hook, default_hooks
@@ -82,6 +82,7 @@ class EnvContext:
         self.final_eval: dict | None = None
         self._bar = None
         self._agent: tuple | None = None
+        self._engines: dict[int, LaneEngine] = {}
         self.manifest = self._load_manifest()
         self.env_steps = int(self.manifest.get("env_steps", 0))
         self.wall_before = float(sum(self.manifest.get("wall_s", {}).values()))
@@ -182,8 +183,21 @@ class EnvContext:
         return self._agent[1]
 
     def evaluate(self, params, episodes: int, seed_start: int) -> dict:
-        return evaluate(self.load_agent(), params, episodes, seed_start, self.device, self.workers,
-                        max_steps=self.cfg.eval.max_steps)
+        """Official env, seeds seed_start + i; workers are kept between snapshots of this env."""
+        return evaluate(self.load_agent(), params, episodes, seed_start, self.device,
+                        engine=self.eval_engine(episodes))
+
+    def eval_engine(self, episodes: int) -> LaneEngine:
+        lanes = eval_lanes(episodes)
+        if lanes not in self._engines:
+            self._engines[lanes] = LaneEngine(self.spec, lanes, workers=self.workers, renderer="official",
+                                              max_steps=self.cfg.eval.max_steps)
+        return self._engines[lanes]
+
+    def close(self) -> None:
+        for engine in self._engines.values():
+            engine.close()
+        self._engines.clear()
 
     def provenance(self, gen: int) -> dict:
         return {"run_dir": str(self.run_dir.resolve()), "seed": self.cfg.seed, "gen": gen,
@@ -284,6 +298,8 @@ class Run:
                     hook.on_exception(ctx, exc)
                 ctx.save_manifest()
                 raise
+            finally:
+                ctx.close()
             if self.interrupt.flag:
                 self.log(f"interrupted: the checkpoint is saved; rerun the same command to resume ({self.out})")
                 break
@@ -366,8 +382,8 @@ class Run:
         self.log(f"{ctx.spec.slug}: final evaluation of best.pt over {episodes} episodes (official env, "
                  f"seeds {FINAL_SEED_START}+)")
         agent, params = Agent.from_bundle(bundle)
-        result = evaluate(agent.to(self.device), params, episodes, FINAL_SEED_START, self.device, self.workers,
-                          max_steps=self.cfg.eval.max_steps)
+        result = evaluate(agent.to(self.device), params, episodes, FINAL_SEED_START, self.device,
+                          engine=ctx.eval_engine(episodes))
         result["gen"] = (snapshot or {}).get("gen")
         ctx.final_eval = result
         bundle["eval"]["final"] = {k: result[k] for k in ("mean", "std", "episodes", "seed_start")}

@@ -51,7 +51,7 @@ class ProgressBar(Hook):
     def __init__(self):
         self.bar = None
 
-    def on_stage_start(self, ctx, stage):
+    def on_stage_start(self, ctx, stage):  # runs last: the bar exists once the stage body starts
         from tqdm import tqdm
 
         self.bar = tqdm(desc=f"{ctx.spec.slug} {stage}", file=sys.stderr, leave=False, dynamic_ncols=True,
@@ -260,5 +260,5 @@ def write_report_safely(run_dir: Path) -> None:
 
 
 def default_hooks(cfg) -> list[Hook]:
-    return [ProgressBar(), EvalSnapshot(cfg.eval_every, cfg.eval.episodes, cfg.eval.confirm_episodes),
-            EarlyStopping(cfg.patience), CheckpointWriter(), ArtifactWriter()]
+    return [EvalSnapshot(cfg.eval_every, cfg.eval.episodes, cfg.eval.confirm_episodes),
+            EarlyStopping(cfg.patience), CheckpointWriter(), ArtifactWriter(), ProgressBar()]

@@ -162,10 +162,11 @@ class LaneEngine:
             active = np.array([e is not None for e in lane_episode])
             actions = policy.act(obs, active)
             stepped = {lane: actions[lane] for lane in range(self.lanes) if active[lane]}
-            for lane, action in stepped.items():
+            answers = self._exchange("step", stepped)
+            for lane, action in stepped.items():  # after the step: a replay redoes only finished steps
                 self.history[lane][1].append(action)
             finished = []
-            for lane, (frame, reward, terminated, truncated) in sorted(self._exchange("step", stepped).items()):
+            for lane, (frame, reward, terminated, truncated) in sorted(answers.items()):
                 obs[lane] = frame
                 returns[lane] += reward
                 lengths[lane] += 1

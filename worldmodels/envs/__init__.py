@@ -4,7 +4,10 @@ No torch here: environment worker processes import this module.
 """
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import sys
 from dataclasses import asdict, dataclass, field
 
 import cv2
@@ -101,7 +104,8 @@ def probe_spec(env_id: str) -> EnvSpec:
     """Make the env once and read its spaces; rejects envs without image observations."""
     register_all()
     try:
-        env = gym.make(env_id)
+        with quiet_native_stderr():
+            env = gym.make(env_id)
     except Exception as exc:  # noqa: BLE001 - any failure to build the env is the user's input
         raise ConfigError(f"cannot create env '{env_id}': {exc}") from None
     try:
@@ -183,6 +187,24 @@ class FireOnLifeLoss(gym.Wrapper):
         return obs, reward, terminated, truncated, info
 
 
+@contextlib.contextmanager
+def quiet_native_stderr():
+    """ALE prints a banner from C++ on every new emulator; keep it off the user's terminal."""
+    try:
+        saved = os.dup(2)
+    except OSError:  # pragma: no cover
+        yield
+        return
+    sys.stderr.flush()
+    with open(os.devnull, "w") as devnull:
+        os.dup2(devnull.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 def make_env(spec: EnvSpec | str, renderer: str = "official", max_steps: int = 0) -> gym.Env:
     """The official env (or the fast CarRacing for training), FIRE handling, an optional step cap."""
     register_all()
@@ -190,6 +212,9 @@ def make_env(spec: EnvSpec | str, renderer: str = "official", max_steps: int = 0
         spec = probe_spec(spec)
     if spec.id == "CarRacing-v3" and renderer != "official" and "worldmodels/CarRacing-v3" in gym.registry:
         env = gym.make("worldmodels/CarRacing-v3", renderer=renderer)
+    elif spec.id.startswith("ALE/"):
+        with quiet_native_stderr():
+            env = gym.make(spec.id)
     else:
         env = gym.make(spec.id)
     if spec.fire_action is not None:

@@ -1,0 +1,129 @@
+import os
+import signal
+
+import numpy as np
+import pytest
+import torch
+
+from worldmodels.agent import Agent
+from worldmodels.engine.policies import ExplorePolicy
+from worldmodels.engine.rollout import Episode, LaneEngine
+from worldmodels.envs import make_env, preprocess, probe_spec
+
+CAR = probe_spec("CarRacing-v3")
+
+
+def small_agent(spec, seed=0):
+    torch.manual_seed(seed)
+    agent = Agent.build(spec, z_dim=8, hidden=16, gaussians=2)
+    params = np.random.default_rng(seed).normal(0, 0.5, size=(3, agent.controller.n_params)).astype(np.float32)
+    return agent, params
+
+
+class Logged:
+    """Records each lane's actions per episode."""
+
+    def __init__(self, inner, lanes):
+        self.inner, self.lane_ep, self.actions = inner, [None] * lanes, {}
+
+    def start(self, lane, episode):
+        self.inner.start(lane, episode)
+        self.lane_ep[lane] = (episode.seed, episode.candidate)
+        self.actions[self.lane_ep[lane]] = []
+
+    def act(self, obs, active):
+        acts = self.inner.act(obs, active)
+        for lane, on in enumerate(active):
+            if on:
+                self.actions[self.lane_ep[lane]].append(np.array(acts[lane], dtype=np.float64))
+        return acts
+
+    def observe(self, *args):
+        self.inner.observe(*args)
+
+    def end(self, lane):
+        self.inner.end(lane)
+
+
+EPISODES = [Episode(seed, cand) for seed in (11, 12) for cand in range(3)]
+
+
+def run_engine(workers, lanes=4, kill_at=None, renderer="fast"):
+    agent, params = small_agent(CAR)
+    with LaneEngine(CAR, lanes, workers=workers, renderer=renderer, max_steps=30) as engine:
+        policy = Logged(agent.policy(params, lanes, "cpu"), lanes)
+        if kill_at is not None:
+            original = policy.act
+            count = {"n": 0}
+
+            def act(obs, active):
+                count["n"] += 1
+                if count["n"] == kill_at:
+                    os.kill(engine.workers[1].process.pid, signal.SIGKILL)
+                return original(obs, active)
+
+            policy.act = act
+        results = engine.run(EPISODES, policy)
+        return [(r.seed, r.candidate, r.ret, r.length) for r in results], policy.actions, engine.replaced
+
+
+def test_results_do_not_depend_on_the_number_of_workers():
+    one, actions_one, _ = run_engine(workers=1)
+    two, actions_two, _ = run_engine(workers=2)
+    assert one == two
+    assert len(one) == len(EPISODES) and all(length == 30 for *_, length in one)
+    for key in actions_one:
+        assert np.array_equal(np.stack(actions_one[key]), np.stack(actions_two[key]))
+    assert len({ret for _, _, ret, _ in one}) > 1  # candidates really act differently
+
+
+def test_a_killed_worker_is_replaced_and_the_generation_completes():
+    clean, _, _ = run_engine(workers=2)
+    killed, _, replaced = run_engine(workers=2, kill_at=12)
+    assert replaced == 1
+    assert killed == clean
+
+
+def test_batched_actions_match_a_plain_single_env_rollout():
+    """Lane 2 of a 4-lane batch (other lanes playing other episodes) vs batch 1, by hand."""
+    spec = probe_spec("ALE/Pong-v5")
+    agent, params = small_agent(spec, seed=3)
+    lanes = 4
+    episodes = [Episode(100 + i, i % 3) for i in range(lanes)]
+    with LaneEngine(spec, lanes, workers=1, max_steps=100) as engine:
+        logged = Logged(agent.policy(params, lanes, "cpu"), lanes)
+        engine.run(episodes, logged)
+    batched = np.stack(logged.actions[(102, 2)])
+
+    env = make_env(spec, max_steps=100)
+    obs, _ = env.reset(seed=102)
+    h, c = agent.mdnrnn.initial_state(1)
+    w, b = agent.controller.unflatten(params[2:3])
+    plain = []
+    with torch.no_grad():
+        for _ in range(100):
+            x = torch.as_tensor(preprocess(obs, spec)[None]).permute(0, 3, 1, 2).float() / 255
+            z, _ = agent.vae.encode(x)
+            logits = torch.cat([z, h], 1) @ w[0].T + b[0]
+            action = int(logits.argmax())
+            plain.append(action)
+            a = torch.nn.functional.one_hot(torch.tensor([action]), spec.action_dim).float()
+            h, c = agent.mdnrnn.step(z, a, (h, c))
+            obs, _, term, trunc, _ = env.step(action)
+            if term or trunc:
+                break
+    assert len(plain) == len(batched) == 100
+    assert np.array_equal(np.array(plain), batched.astype(int))
+
+
+def test_explore_policy_moves_the_car_and_is_seeded():
+    lanes = 2
+    with LaneEngine(CAR, lanes, workers=1, renderer="fast", max_steps=80) as engine:
+        a = Logged(ExplorePolicy(CAR, lanes), lanes)
+        engine.run([Episode(5), Episode(6)], a)
+        b = Logged(ExplorePolicy(CAR, lanes), lanes)
+        engine.run([Episode(5), Episode(6)], b)
+    acts = np.stack(a.actions[(5, 0)])
+    assert np.array_equal(acts, np.stack(b.actions[(5, 0)]))
+    assert acts[:, 1].mean() > 0.3  # gas mostly on
+    assert acts[:, 0].std() > 0.05  # and it steers

@@ -1,0 +1,85 @@
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from worldmodels.envs import FireOnLifeLoss, make_env, preprocess, probe_spec, resolve_env_ids, slug
+from worldmodels.errors import ConfigError
+
+
+def test_aliases_and_all():
+    assert resolve_env_ids(["all"]) == ["ALE/Pong-v5", "ALE/Breakout-v5", "CarRacing-v3"]
+    assert resolve_env_ids(["carracing,pong"]) == ["CarRacing-v3", "ALE/Pong-v5"]
+    with pytest.raises(ConfigError, match="unknown env 'nope'"):
+        resolve_env_ids(["nope"])
+    assert slug("ALE/Pong-v5") == "pong" and slug("ALE/SpaceInvaders-v5") == "ale_spaceinvaders-v5"
+
+
+def test_non_image_env_is_rejected():
+    with pytest.raises(ConfigError, match="no image observation"):
+        probe_spec("CartPole-v1")
+
+
+def test_specs():
+    pong = probe_spec("ALE/Pong-v5")
+    assert pong.action_kind == "discrete" and pong.action_dim == 6 and pong.fire_action == 1
+    car = probe_spec("CarRacing-v3")
+    assert car.action_kind == "box" and car.low == [-1.0, 0.0, 0.0] and car.crop == (0, 84, 0, 96)
+
+
+@pytest.mark.parametrize("env_id", ["ALE/Pong-v5", "ALE/Breakout-v5"])
+def test_preprocessing_keeps_a_small_ball(env_id):
+    spec = probe_spec(env_id)
+    top, bottom, left, right = spec.crop
+    frame = np.zeros((210, 160, 3), np.uint8)
+    frame[:] = (144, 72, 17) if "Pong" in env_id else (0, 0, 0)
+    r, c = (top + bottom) // 2, (left + right) // 2
+    frame[r:r + 4, c:c + 2] = (236, 236, 236)  # the 2x4 ball
+    empty = frame.copy()
+    empty[r:r + 4, c:c + 2] = frame[0, 0]
+    out, ref = preprocess(frame, spec).astype(int), preprocess(empty, spec).astype(int)
+    assert out.shape == (64, 64, 3)
+    diff = np.abs(out - ref).sum(-1)
+    assert diff.max() >= 150  # the ball is still bright at 64x64
+    assert (diff > 60).sum() >= 2  # and covers more than one pixel
+
+
+def test_carracing_crop_drops_the_hud():
+    spec = probe_spec("CarRacing-v3")
+    frame = np.zeros((96, 96, 3), np.uint8)
+    frame[84:] = 255  # the HUD bar
+    assert preprocess(frame, spec).max() == 0
+
+
+def test_fire_after_reset_and_after_a_lost_life():
+    env = make_env("ALE/Breakout-v5")
+    assert isinstance(env, FireOnLifeLoss)
+    env.reset(seed=3)
+    lost, steps, lives = 0, 0, 5
+    while steps < 3000:
+        _, _, term, trunc, info = env.step(0)  # NOOP only: the wrapper must serve the ball
+        steps += 1
+        if info["lives"] < lives:
+            lost += 1
+            lives = info["lives"]
+        if term or trunc:
+            break
+    assert term, "with FIRE handled, a NOOP agent loses all five lives quickly"
+    assert lost == 5 and steps < 3000
+    env.close()
+
+
+def test_without_fire_breakout_stalls():
+    env = gym.make("ALE/Breakout-v5", repeat_action_probability=0.0)
+    env.reset(seed=3)
+    for _ in range(500):
+        _, _, term, _, info = env.step(0)
+        assert not term and info["lives"] == 5
+    env.close()
+
+
+def test_step_cap():
+    env = make_env("ALE/Pong-v5", max_steps=7)
+    env.reset(seed=0)
+    for i in range(7):
+        _, _, term, trunc, _ = env.step(0)
+    assert trunc and not term
