@@ -230,6 +230,8 @@ class Run:
         self.cfg, self.out, self.command = cfg, Path(out), command
         self.log = log_fn or (lambda msg: print(msg, file=sys.stderr, flush=True))
         self.env_ids = resolve_env_ids(cfg.envs)
+        for env_id in self.env_ids:  # reject unusable envs before anything is written
+            probe_spec(env_id)
         self.device = resolve_device(cfg.device)
         self.workers = cfg.workers or default_workers()
         self.hooks = hooks if hooks is not None else default_hooks(cfg)

@@ -1,0 +1,59 @@
+"""Bad input: exit status 2, one line on stderr naming the problem, no traceback."""
+import pytest
+import torch
+
+BAD = [
+    (["wm-train", "--envs", "nosuchenv"], "unknown env 'nosuchenv'"),
+    (["wm-train", "--max-gens", "-3"], "--max-gens"),
+    (["wm-train", "--max-gens", "many"], "--max-gens"),
+    (["wm-train", "--set", "vae.nope=1"], "unknown config key 'vae.nope'"),
+    (["wm-train", "--set", "controller.pop_size=big"], "controller.pop_size"),
+    (["wm-train", "--config", "nosuchconfig"], "nosuchconfig"),
+    (["wm-train", "--stages", "collect,dance"], "dance"),
+    (["wm-train", "--time-budget", "0"], "--time-budget"),
+    (["wm-train", "--envs", "CartPole-v1"], "no image observation"),
+    (["wm-train", "--bogus-flag"], "unrecognized arguments"),
+    (["wm-play", "--env", "pong", "--ckpt", "/nonexistent/best.pt"], "checkpoint not found"),
+    (["wm-play", "--env", "nosuchenv", "--ckpt", "x.pt"], "unknown env"),
+    (["wm-report", "/nonexistent/run"], "no such folder"),
+]
+
+
+@pytest.mark.parametrize("argv, needle", BAD, ids=[" ".join(a) for a, _ in BAD])
+def test_bad_input_is_one_line_and_exit_2(cli, tmp_path, argv, needle):
+    args = list(argv)
+    if args[0] == "wm-train":
+        args += ["--out", tmp_path / "run"]
+    proc = cli(*args)
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert needle in lines[0] and "Traceback" not in proc.stderr
+    if args[0] == "wm-train":
+        assert not (tmp_path / "run").exists()  # nothing written for bad input
+
+
+def test_play_refuses_a_checkpoint_of_another_env_and_a_corrupt_one(cli, tmp_path):
+    from test_checkpoint import make_bundle
+
+    _, _, path = make_bundle(tmp_path)  # a CarRacing agent
+    proc = cli("wm-play", "--env", "pong", "--ckpt", path, "--json")
+    assert proc.returncode == 2 and "is an agent for CarRacing-v3, not ALE/Pong-v5" in proc.stderr
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(path.read_bytes()[:1000])
+    proc = cli("wm-play", "--env", "carracing", "--ckpt", broken, "--json")
+    assert proc.returncode == 2 and "corrupt" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_report_on_a_folder_without_a_run(cli, tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    proc = cli("wm-report", tmp_path)
+    assert proc.returncode == 2 and "no run" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_out_that_is_a_file(cli, tmp_path):
+    target = tmp_path / "file"
+    target.write_text("precious")
+    proc = cli("wm-train", "--envs", "pong", "--out", target)
+    assert proc.returncode == 2 and "is a file" in proc.stderr
+    assert target.read_text() == "precious"
