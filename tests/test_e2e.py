@@ -104,6 +104,7 @@ def _alive(pid):
         return False
 
 
+@pytest.mark.slow
 def test_kill_minus_9_mid_controller_then_resume_matches_an_uninterrupted_run(tmp_path, cli):
     args = ["--config", "smoke", "--envs", "carracing", "--max-gens", "5", "--eval-every", "2", "--workers", "2"]
     cli("wm-train", *args, "--out", tmp_path / "clean", check=0)

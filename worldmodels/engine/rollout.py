@@ -127,11 +127,13 @@ class LaneEngine:
     # -- the episode loop ------------------------------------------------------------------
     def run(self, episodes: list[Episode], policy: Policy,
             on_result: Callable[[EpisodeResult], None] | None = None,
-            keep_going: Callable[[], bool] | None = None) -> list[EpisodeResult]:
+            keep_going: Callable[[], bool] | None = None,
+            abort: Callable[[], bool] | None = None) -> list[EpisodeResult]:
         """Run every episode (in lane lockstep); returns results in episode order.
 
         keep_going is asked before an episode is started; when it says no, episodes not yet
-        started are skipped (their results are missing from the list).
+        started are skipped (their results are missing from the list). abort is asked every
+        step; when it says yes, the run returns at once with the episodes finished so far.
         """
         queue = deque(enumerate(episodes))
         lane_episode: list[int | None] = [None] * self.lanes
@@ -159,6 +161,9 @@ class LaneEngine:
 
         assign(list(range(self.lanes)))
         while any(e is not None for e in lane_episode):
+            if abort is not None and abort():
+                self.history.clear()
+                break
             active = np.array([e is not None for e in lane_episode])
             actions = policy.act(obs, active)
             stepped = {lane: actions[lane] for lane in range(self.lanes) if active[lane]}

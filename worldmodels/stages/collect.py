@@ -38,7 +38,8 @@ def run(ctx):
                     max_steps=cfg.collect.max_steps) as engine:
         for index, start in enumerate(range(0, len(todo), chunk)):
             results = engine.run(todo[start:start + chunk], recorder, on_result=lambda r: ctx.tick(1),
-                                 keep_going=lambda: not ctx.out_of_budget(extra_steps=engine.steps))
+                                 keep_going=lambda: not ctx.out_of_budget(extra_steps=engine.steps),
+                                 abort=ctx.interrupted)  # finished rollouts are on disk already
             ctx.env_steps += engine.steps
             done += len(results)
             yield StepReport("collect", index, {"rollouts": done, "env_steps": ctx.env_steps,

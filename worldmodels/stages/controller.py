@@ -68,7 +68,9 @@ def run(ctx):
             solutions = np.asarray(es.ask())
             seeds = rng.integers(0, TRAIN_SEED_END, reps)
             episodes = [Episode(int(seed), cand) for cand in range(pop) for seed in seeds]
-            results = engine.run(episodes, agent.policy(solutions, lanes, ctx.device))
+            results = engine.run(episodes, agent.policy(solutions, lanes, ctx.device), abort=ctx.interrupted)
+            if len(results) < len(episodes):
+                return  # interrupted mid-generation: this generation is dropped, the last checkpoint stands
             returns = np.array([r.ret for r in results]).reshape(pop, reps)
             fitness = finite_fitness(returns.mean(axis=1))
             es.tell(list(solutions), list(-fitness))

@@ -91,6 +91,8 @@ def run(ctx):
         model.train()
         sums = np.zeros(4)
         for _ in range(batches):
+            if ctx.interrupted():
+                return  # the partial epoch is dropped; the last epoch's checkpoint stands
             batch = sample_batch(rollouts, cfg.batch_size, cfg.seq_len, rng)
             loss, gmm, reward, done = mdnrnn_loss(model, batch, ctx.device, cfg.reward_weight, cfg.done_weight)
             if not torch.isfinite(loss):

@@ -66,6 +66,8 @@ def run(ctx):
         sums = np.zeros(3)
         count = 0
         for batch in frame_batches(files, cfg.batch_size, cfg.shuffle_files, rng):
+            if ctx.interrupted():
+                return  # the partial epoch is dropped; the last epoch's checkpoint stands
             x = frames_to_tensor(batch, ctx.device)
             recon, mu, logvar = vae(x)
             loss, rec, kl = vae_loss(recon, x, mu, logvar, cfg.kl_tolerance)
