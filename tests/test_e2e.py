@@ -104,23 +104,28 @@ def _alive(pid):
         return False
 
 
-@pytest.mark.slow
-def test_kill_minus_9_mid_controller_then_resume_matches_an_uninterrupted_run(tmp_path, cli):
-    args = ["--config", "smoke", "--envs", "carracing", "--max-gens", "5", "--eval-every", "2", "--workers", "2"]
-    cli("wm-train", *args, "--out", tmp_path / "clean", check=0)
+KILL_ARGS = ["--config", "smoke", "--envs", "carracing", "--max-gens", "5", "--eval-every", "2", "--workers", "2",
+             "--set", "collect.rollouts=8", "--set", "vae.epochs=3", "--set", "vae.batch_size=16"]
 
-    out = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "worldmodels.cli", "wm-train", *args, "--out", str(out)],
+
+@pytest.fixture(scope="module")
+def clean_run(tmp_path_factory):
+    from conftest import run_cli
+
+    out = tmp_path_factory.mktemp("clean") / "run"
+    run_cli("wm-train", *KILL_ARGS, "--out", out, check=0)
+    return out
+
+
+def _kill_when(out, ready):
+    proc = subprocess.Popen([sys.executable, "-m", "worldmodels.cli", "wm-train", *KILL_ARGS, "--out", str(out)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    metrics = out / "carracing" / "metrics.csv"
     deadline = time.time() + 600
-    while time.time() < deadline:
-        if metrics.exists() and len(metrics.read_text().strip().splitlines()) >= 3:  # header + 2 gens
-            break
+    while not ready():
         assert proc.poll() is None, "the run ended before it could be killed"
-        time.sleep(0.05)
+        assert time.time() < deadline
+        time.sleep(0.02)
     children = _children(proc.pid)
-    assert children, "env workers should be running"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     for _ in range(100):  # workers notice the master is gone and exit
@@ -128,24 +133,47 @@ def test_kill_minus_9_mid_controller_then_resume_matches_an_uninterrupted_run(tm
             break
         time.sleep(0.1)
     assert not any(_alive(c) for c in children), "orphan workers left behind"
+    return children
 
-    resumed = cli("wm-train", *args, "--out", out, check=0)
-    assert "resuming carracing at generation" in resumed.stderr
-    assert "round 0 collect already finished, skipping" in resumed.stderr
+
+def _lines(path):
+    return len(path.read_text().strip().splitlines()) if path.exists() else 0
+
+
+KILL_POINTS = {
+    "collect": lambda env: len(list((env / "data" / "round0").glob("ep_*.npz"))) >= 2,
+    "vae": lambda env: (env / "vae_state.pt").exists(),
+    "between_generations": lambda env: _lines(env / "metrics.csv") >= 3,  # header + 2 generations
+    "mid_generation": lambda env: _lines(env / "metrics.csv") >= 2 and (env / "eval" / "gen_0000.json").exists(),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point", list(KILL_POINTS))
+def test_kill_minus_9_then_resume_matches_an_uninterrupted_run(point, tmp_path, cli, clean_run):
+    out = tmp_path / "killed"
+    env = out / "carracing"
+    children = _kill_when(out, lambda: KILL_POINTS[point](env))
+    if point != "collect":
+        assert children, "env workers should have been running"
+    resumed = cli("wm-train", *KILL_ARGS, "--out", out, check=0)
+    if point in ("between_generations", "mid_generation"):
+        assert "resuming carracing at generation" in resumed.stderr
+        assert "round 0 collect already finished, skipping" in resumed.stderr
 
     def table(run):
         rows = list(csv.DictReader((run / "carracing" / "metrics.csv").open()))
         return [(r["gen"], r["best_fitness"], r["mean_fitness"], r["sigma"], r["env_steps"]) for r in rows]
 
     assert [g for g, *_ in table(out)] == ["0", "1", "2", "3", "4"]  # no generation twice
-    assert table(out) == table(tmp_path / "clean")
+    assert table(out) == table(clean_run)
     for snap in ("gen_0000.json", "gen_0002.json", "gen_0004.json"):
         a = json.loads((out / "carracing" / "eval" / snap).read_text())
-        b = json.loads((tmp_path / "clean" / "carracing" / "eval" / snap).read_text())
+        b = json.loads((clean_run / "carracing" / "eval" / snap).read_text())
         # Box2D's contact order can differ in the last bit between a fresh env and a reused one
         assert a["scores"] == pytest.approx(b["scores"], rel=1e-12, abs=1e-12)
     best_a = torch.load(out / "carracing" / "best.pt", weights_only=True)["controller"]["params"]
-    best_b = torch.load(tmp_path / "clean" / "carracing" / "best.pt", weights_only=True)["controller"]["params"]
+    best_b = torch.load(clean_run / "carracing" / "best.pt", weights_only=True)["controller"]["params"]
     assert torch.equal(best_a, best_b)
 
 

@@ -91,6 +91,28 @@ def load_torch(path: str | Path, what: str = "checkpoint") -> Any:
                               "it may be truncated or corrupt") from None
 
 
+def save_torch_state(path: str | Path, state: dict) -> None:
+    """Epoch state (tensors and plain values): the previous one is kept as <name>.prev."""
+    path = Path(path)
+    if path.exists():
+        os.replace(path, path.with_name(path.name + ".prev"))
+    save_torch(path, state)
+
+
+def load_torch_state(path: str | Path, what: str, log=None) -> dict | None:
+    """The newest readable epoch state; a corrupt newest file falls back to the previous one."""
+    path = Path(path)
+    for candidate in (path, path.with_name(path.name + ".prev")):
+        if not candidate.exists():
+            continue
+        try:
+            return load_torch(candidate, what)
+        except CheckpointError as exc:
+            if log is not None:
+                log(f"{exc}; falling back to the previous checkpoint")
+    return None
+
+
 def write_csv_rows(path: str | Path, fieldnames: list[str], rows: list[dict]) -> None:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=fieldnames, extrasaction="ignore")

@@ -14,8 +14,8 @@ import yaml
 
 from . import __version__
 from .agent import FINAL_SEED_START, Agent, eval_lanes, evaluate, resolve_device
-from .checkpoint import (atomic_write_text, load_bundle, load_state, load_torch, read_json, save_torch,
-                         write_json)
+from .checkpoint import (atomic_write_text, load_bundle, load_state, load_torch, load_torch_state, read_json,
+                         save_torch, write_json)
 from .config import STAGES, TrainConfig, changed_training_keys, to_dict
 from .engine.rollout import LaneEngine, default_workers
 from .envs import probe_spec, resolve_env_ids, slug
@@ -146,9 +146,8 @@ class EnvContext:
         """The last finished epoch/generation of this stage that a checkpoint holds (-1: none)."""
         if stage == "controller":
             return self.resume_state["gen"] if self.resume_state else -1
-        path = self.env_dir / f"{stage}_state.pt"
-        if path.exists():
-            state = load_torch(path, f"{stage} state")
+        state = load_torch_state(self.env_dir / f"{stage}_state.pt", f"{stage} state")
+        if state is not None:
             if state["round"] == self.round:
                 return int(state["epoch"])
         return -1 if self.round == 0 else 10**9  # later rounds keep earlier rounds' rows

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .agent import SNAPSHOT_SEED_START, FINAL_SEED_START
-from .checkpoint import read_csv_rows, save_state, save_torch, write_csv_rows, write_json
+from .checkpoint import read_csv_rows, save_state, save_torch, save_torch_state, write_csv_rows, write_json
 
 log = logging.getLogger("worldmodels")
 
@@ -199,7 +199,7 @@ class CheckpointWriter(Hook):
                          status=ctx.status, stop_reason=ctx.stop_reason)
             save_state(report.state_path, state)
         else:
-            save_torch(report.state_path, report.state)
+            save_torch_state(report.state_path, report.state)
         ctx.save_manifest()
 
 

@@ -28,12 +28,22 @@ class LaneEnvs:
 
     def __init__(self, spec: dict, lanes: list[int], renderer: str, max_steps: int):
         self.spec = EnvSpec.from_dict(spec)
-        self.envs = {lane: make_env(self.spec, renderer=renderer, max_steps=max_steps) for lane in lanes}
+        self.make = lambda: make_env(self.spec, renderer=renderer, max_steps=max_steps)
+        self.envs = {lane: self.make() for lane in lanes}
+        # A reused Box2D world remembers earlier episodes (contact order), which changes the last
+        # bits of the physics: a fresh env per episode makes an episode depend on its seed only.
+        self.fresh = "box2d" in type(next(iter(self.envs.values())).unwrapped).__module__ if lanes else False
+
+    def _reset_one(self, lane: int, seed: int):
+        if self.fresh:
+            self.envs[lane].close()
+            self.envs[lane] = self.make()
+        return self.envs[lane].reset(seed=int(seed))
 
     def reset(self, seeds: dict[int, int]) -> dict[int, np.ndarray]:
         out = {}
         for lane, seed in seeds.items():
-            obs, _ = self.envs[lane].reset(seed=int(seed))
+            obs, _ = self._reset_one(lane, seed)
             out[lane] = preprocess(obs, self.spec)
         return out
 
@@ -48,7 +58,7 @@ class LaneEnvs:
         """Reset each lane with its seed and step its recorded actions: the env is back in place."""
         out = {}
         for lane, (seed, actions) in histories.items():
-            obs, _ = self.envs[lane].reset(seed=int(seed))
+            obs, _ = self._reset_one(lane, seed)
             for action in actions:
                 obs, *_ = self.envs[lane].step(action)
             out[lane] = preprocess(obs, self.spec)

@@ -14,12 +14,22 @@ def data_dir(ctx, round_: int):
     return ctx.env_dir / "data" / f"round{round_}"
 
 
+def rollout_length(path) -> int:
+    with np.load(path) as data:
+        return int(data["rewards"].shape[0])
+
+
 def run(ctx):
     cfg = ctx.cfg
     out = data_dir(ctx, ctx.round)
     n = cfg.collect.rollouts
     seeds = np.random.default_rng([cfg.seed, ctx.round, 101]).integers(0, TRAIN_SEED_END, n)
     todo = [Episode(int(seeds[i]), tag=i) for i in range(n) if not (out / f"ep_{i:06d}.npz").exists()]
+    # Env steps = the count before this round's collection + the steps of the rollouts on disk,
+    # so a collection killed halfway and resumed counts every kept step exactly once.
+    base = ctx.manifest.setdefault("collect_base", {}).setdefault(str(ctx.round), ctx.env_steps)
+    ctx.env_steps = base + sum(rollout_length(p) for p in out.glob("ep_*.npz"))
+    ctx.save_manifest()
     if len(todo) < n:
         ctx.log(f"collect: {n - len(todo)} of {n} rollouts already on disk, collecting the rest")
     if not todo:
@@ -33,14 +43,18 @@ def run(ctx):
         inner = agent.policy(ctx.best_params.reshape(1, -1), lanes, ctx.device, noise=cfg.collect.noise)
     recorder = Recorder(inner, lanes, lambda ep: out / f"ep_{ep.tag:06d}.npz")
     chunk = max(lanes * 4, 1)
+
+    def count(length: int) -> None:
+        ctx.env_steps += length
+        ctx.tick(1)
+
     done = n - len(todo)
     with LaneEngine(ctx.spec, lanes, workers=ctx.workers, renderer=cfg.renderer,
                     max_steps=cfg.collect.max_steps) as engine:
         for index, start in enumerate(range(0, len(todo), chunk)):
-            results = engine.run(todo[start:start + chunk], recorder, on_result=lambda r: ctx.tick(1),
-                                 keep_going=lambda: not ctx.out_of_budget(extra_steps=engine.steps),
+            results = engine.run(todo[start:start + chunk], recorder, on_result=lambda r: count(r.length),
+                                 keep_going=lambda: not ctx.out_of_budget(),
                                  abort=ctx.interrupted)  # finished rollouts are on disk already
-            ctx.env_steps += engine.steps
             done += len(results)
             yield StepReport("collect", index, {"rollouts": done, "env_steps": ctx.env_steps,
                                                  "mean_return": float(np.mean([r.ret for r in results] or [0]))},

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from ..checkpoint import load_torch, save_torch
+from ..checkpoint import load_torch, load_torch_state, save_torch
 from ..errors import UserError
 from ..models.mdnrnn import MDNRNN, gmm_nll
 from . import StepReport
@@ -71,11 +71,12 @@ def run(ctx):
     rollouts = load_encoded(ctx)
     z_dim = rollouts[0]["mu"].shape[1]
     a_dim = rollouts[0]["actions"].shape[1]
+    torch.manual_seed(int(np.random.default_rng([ctx.cfg.seed, ctx.round, 303]).integers(2**31)))  # the init
     model = MDNRNN(z_dim, a_dim, cfg.hidden, cfg.gaussians).to(ctx.device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     state_path = ctx.env_dir / "mdnrnn_state.pt"
     start = 0
-    state = load_torch(state_path, "MDN-RNN state") if state_path.exists() else None
+    state = load_torch_state(state_path, "MDN-RNN state", ctx.log)
     if state is not None and state["round"] == ctx.round:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])

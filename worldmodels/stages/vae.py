@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..checkpoint import load_torch, save_npz, save_torch
+from ..checkpoint import load_torch, load_torch_state, save_npz, save_torch
 from ..errors import UserError
 from ..models.vae import ConvVAE, frames_to_tensor, vae_loss
 from . import StepReport
@@ -46,11 +46,12 @@ def run(ctx):
     if not files:
         raise UserError(f"stage vae needs collected rollouts in {ctx.env_dir / 'data'}; "
                         "run the collect stage first (or use --from RUN_DIR)")
+    torch.manual_seed(int(np.random.default_rng([ctx.cfg.seed, ctx.round, 202]).integers(2**31)))  # the init
     vae = ConvVAE(cfg.z_dim).to(ctx.device)
     opt = torch.optim.Adam(vae.parameters(), lr=cfg.lr)
     state_path = ctx.env_dir / "vae_state.pt"
     start = 0
-    state = load_torch(state_path, "VAE state") if state_path.exists() else None
+    state = load_torch_state(state_path, "VAE state", ctx.log)
     if state is not None and state["round"] == ctx.round:
         vae.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
