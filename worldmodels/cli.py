@@ -72,6 +72,8 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--stages", help="comma list of collect,vae,encode,mdnrnn,controller")
     p.add_argument("--from", dest="from_dir", metavar="RUN_DIR", help="reuse data, V and M of an earlier run")
     p.add_argument("--live", action="store_true", default=None, help="watch the current best agent in a window")
+    p.add_argument("--tensorboard", action="store_true", default=None,
+                   help="also write TensorBoard scalars to DIR/tensorboard (needs the tensorboard extra)")
     p.add_argument("--restart", action="store_true", help="start over in --out, deleting the earlier run")
     p.add_argument("--json", action="store_true", help="print curriculum_results.json as one line at the end")
     return p
@@ -91,6 +93,7 @@ def train_main(argv: list[str] | None = None) -> int:
             "workers": args.workers, "backend": args.backend, "ray_address": args.ray_address,
             "time_budget": args.time_budget, "max_env_steps": args.max_env_steps,
             "stages": args.stages.split(",") if args.stages else None, "live": args.live,
+            "tensorboard": args.tensorboard,
         }.items() if v is not None}
         cfg = build_config(args.config, args.set, flags)
         if cfg.backend == "ray":
@@ -144,6 +147,9 @@ def play_main(argv: list[str] | None = None) -> int:
     p.add_argument("--fps", type=float, default=60.0)
     p.add_argument("--max-steps", type=_positive_int, default=0, help="cap on an episode (0 = the env's own)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--dream", action="store_true",
+                   help="play inside the world model M (from the first real frame) instead of the env")
+    p.add_argument("--temperature", type=float, default=1.15, help="M's sampling temperature tau in --dream (default 1.15)")
     p.add_argument("--json", action="store_true", help='print {"env", "episodes", "mean", "std", "scores"}')
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
 
@@ -154,13 +160,18 @@ def play_main(argv: list[str] | None = None) -> int:
             raise UserError("--episodes must be >= 1")
         if args.fps <= 0:
             raise UserError("--fps must be > 0")
+        if args.temperature <= 0:
+            raise UserError("--temperature must be > 0")
         result = play(env=args.env, ckpt=args.ckpt, episodes=args.episodes, seed=args.seed,
                       headless=args.headless, record=args.record, fps=args.fps, max_steps=args.max_steps,
-                      device=args.device)
+                      device=args.device, dream=args.dream, temperature=args.temperature)
         if args.json:
             print(json.dumps(result))
+        elif result["mean"] is None:
+            print(f"{result['env']}: stopped before an episode ended; no score")
         else:
-            print(f"{result['env']}: {result['mean']:.2f} ± {result['std']:.2f} over {result['episodes']} episodes")
+            where = f" in the dream (tau {args.temperature:g})" if args.dream else ""
+            print(f"{result['env']}{where}: {result['mean']:.2f} ± {result['std']:.2f} over {result['episodes']} episodes")
         return 0
 
     return _run_guarded(go)

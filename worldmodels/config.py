@@ -107,6 +107,9 @@ class TrainConfig:
     rounds: int = 1
     """Rounds of collect -> V -> M -> C; later rounds collect with the current controller."""
     live: bool = False
+    """Show the current best agent in a window while training (its own process)."""
+    tensorboard: bool = False
+    """Also write TensorBoard scalars to <out>/tensorboard (needs the tensorboard package)."""
     renderer: str = "fast"
     """CarRacing renderer for collection and controller training: fast, exact or official.
     Eval snapshots, the final evaluation and wm-play always use the official env."""
@@ -121,7 +124,7 @@ STAGES = ("collect", "vae", "encode", "mdnrnn", "controller")
 # Keys that may change between a run and its resume without invalidating what was trained.
 RESUMABLE_KEYS = {
     "envs", "max_gens", "eval_every", "patience", "device", "workers", "backend", "ray_address",
-    "time_budget", "max_env_steps", "stages", "live", "eval.confirm_episodes",
+    "time_budget", "max_env_steps", "stages", "live", "tensorboard", "eval.confirm_episodes",
     "eval.final_episodes", "eval.episodes",
 }
 

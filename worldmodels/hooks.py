@@ -260,5 +260,14 @@ def write_report_safely(run_dir: Path) -> None:
 
 
 def default_hooks(cfg) -> list[Hook]:
-    return [EvalSnapshot(cfg.eval_every, cfg.eval.episodes, cfg.eval.confirm_episodes),
-            EarlyStopping(cfg.patience), CheckpointWriter(), ArtifactWriter(), ProgressBar()]
+    hooks: list[Hook] = [EvalSnapshot(cfg.eval_every, cfg.eval.episodes, cfg.eval.confirm_episodes),
+                         EarlyStopping(cfg.patience), CheckpointWriter(), ArtifactWriter()]
+    if cfg.tensorboard:
+        from .tensorboard import TensorBoardLogger
+
+        hooks.append(TensorBoardLogger())
+    if cfg.live:
+        from .live import LiveView
+
+        hooks.append(LiveView())
+    return hooks + [ProgressBar()]
