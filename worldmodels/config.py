@@ -75,6 +75,18 @@ class ControllerConfig:
 
 
 @dataclass
+class DreamConfig:
+    gens: int = 0
+    """CMA-ES generations trained inside M (the dream) before the real-env generations."""
+    rollouts: int = 16
+    """Dream episodes per candidate."""
+    max_steps: int = 1000
+    """Cap on a dream episode (M's done head usually ends it sooner)."""
+    temperature: float = 1.15
+    """tau: mixture sampling temperature; low tau lets C exploit M, ~1.15 transferred in the paper."""
+
+
+@dataclass
 class EvalConfig:
     episodes: int = 8
     """Episodes per eval snapshot."""
@@ -117,6 +129,7 @@ class TrainConfig:
     vae: VAEConfig = field(default_factory=VAEConfig)
     mdnrnn: MDNRNNConfig = field(default_factory=MDNRNNConfig)
     controller: ControllerConfig = field(default_factory=ControllerConfig)
+    dream: DreamConfig = field(default_factory=DreamConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 
@@ -262,6 +275,9 @@ def validate(cfg: TrainConfig) -> None:
         (cfg.eval.episodes >= 1 and cfg.eval.confirm_episodes >= 1 and cfg.eval.final_episodes >= 1,
          "eval episode counts must be >= 1"),
         (cfg.eval.max_steps >= 0, "eval.max_steps must be >= 0"),
+        (cfg.dream.gens >= 0 and cfg.dream.rollouts >= 1 and cfg.dream.max_steps >= 1,
+         "dream.gens must be >= 0, dream.rollouts and dream.max_steps >= 1"),
+        (cfg.dream.temperature > 0, "dream.temperature must be > 0"),
     ]
     for ok, message in checks:
         if not ok:

@@ -18,7 +18,7 @@ from .checkpoint import read_csv_rows, save_state, save_torch, save_torch_state,
 log = logging.getLogger("worldmodels")
 
 CSV_FIELDS = {
-    "controller": ("metrics.csv", ["gen", "best_fitness", "mean_fitness", "std_fitness", "sigma", "env_steps",
+    "controller": ("metrics.csv", ["gen", "mode", "best_fitness", "mean_fitness", "std_fitness", "sigma", "env_steps",
                                    "steps_per_s", "wall_s"], "gen"),
     "vae": ("vae_metrics.csv", ["epoch", "loss", "recon", "kl"], "epoch"),
     "mdnrnn": ("mdnrnn_metrics.csv", ["epoch", "loss", "gmm", "reward", "done"], "epoch"),
@@ -61,7 +61,7 @@ class ProgressBar(Hook):
     def on_step_end(self, ctx, stage, report):
         m = report.metrics
         if stage == "controller":
-            line = (f"{ctx.spec.slug} gen {m['gen']:4d}  best {m['best_fitness']:9.2f}  mean {m['mean_fitness']:9.2f}"
+            line = (f"{ctx.spec.slug} gen {m['gen']:4d} {m.get('mode', 'real'):5s}  best {m['best_fitness']:9.2f}  mean {m['mean_fitness']:9.2f}"
                     f"  sigma {m['sigma']:.4f}  steps/s {m['steps_per_s']:8.0f}  env steps {m['env_steps']}")
             if "eval" in m:
                 line += f"  | eval {m['eval']['mean']:.2f} ± {m['eval']['std']:.2f}"
@@ -164,8 +164,8 @@ class EarlyStopping(Hook):
             self._check(ctx)
 
     def on_step_end(self, ctx, stage, report):
-        if stage != "controller":
-            return
+        if stage != "controller" or report.metrics.get("mode") == "dream":
+            return  # dream fitness is on M's scale: patience counts real generations only
         fitness = report.metrics["best_fitness"]
         if fitness > self.best + self.min_delta:
             self.best, self.best_gen, self.wait = fitness, report.index, 0

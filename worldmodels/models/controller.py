@@ -40,6 +40,19 @@ class Controller:
         w = weight[candidate]
         return torch.bmm(w, features.unsqueeze(-1)).squeeze(-1) + bias[candidate]
 
+    def grouped_raw(self, weight: torch.Tensor, bias: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        """features [P, R, in] (R episodes per candidate) -> raw outputs [P, R, out]."""
+        return torch.baddbmm(bias.unsqueeze(1), features, weight.transpose(1, 2))
+
+    def torch_actions(self, raw: torch.Tensor) -> torch.Tensor:
+        """raw [..., out] -> M's action input [..., out] on the same device (no numpy round trip):
+        one-hot of the argmax for discrete actions, the squashed box action otherwise."""
+        if self.action_kind == "discrete":
+            return torch.nn.functional.one_hot(raw.argmax(-1), self.out_dim).float()
+        low = torch.as_tensor(self.low, device=raw.device)
+        high = torch.as_tensor(self.high, device=raw.device)
+        return low + (torch.tanh(raw) + 1.0) * 0.5 * (high - low)
+
     def to_env(self, raw: torch.Tensor) -> np.ndarray:
         if self.action_kind == "discrete":
             return raw.argmax(dim=-1).numpy().astype(np.int64)

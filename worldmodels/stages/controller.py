@@ -13,9 +13,14 @@ import time
 import cma
 import numpy as np
 
+import torch
+
 from ..agent import TRAIN_SEED_END
+from ..engine.dream import dream_returns
 from ..engine.rollout import Episode, LaneEngine
+from ..errors import UserError
 from . import StepReport
+from .encode import encoded_dir
 
 
 def new_strategy(n_params: int, cfg, seed: int) -> cma.CMAEvolutionStrategy:
@@ -36,6 +41,19 @@ def finite_fitness(fitness: np.ndarray) -> np.ndarray:
         return fitness
     worst = fitness[ok].min() - 1.0 if ok.any() else -1e9
     return np.where(ok, fitness, worst)
+
+
+def start_z(ctx) -> torch.Tensor:
+    """Where dream episodes start: V's mu of the first frame of every collected rollout."""
+    if getattr(ctx, "_start_z", None) is None:
+        firsts = []
+        for path in sorted(encoded_dir(ctx).glob("*.npz")):
+            with np.load(path) as data:
+                firsts.append(data["mu"][:1].astype(np.float32))
+        if not firsts:
+            raise UserError(f"dream training needs encoded rollouts in {encoded_dir(ctx)}; run the encode stage")
+        ctx._start_z = torch.as_tensor(np.concatenate(firsts))
+    return ctx._start_z
 
 
 def run(ctx):
@@ -66,22 +84,31 @@ def run(ctx):
                 break
             start = time.perf_counter()
             solutions = np.asarray(es.ask())
-            seeds = rng.integers(0, TRAIN_SEED_END, reps)
-            episodes = [Episode(int(seed), cand) for cand in range(pop) for seed in seeds]
-            results = engine.run(episodes, agent.policy(solutions, lanes, ctx.device), abort=ctx.interrupted)
-            if len(results) < len(episodes):
-                return  # interrupted mid-generation: this generation is dropped, the last checkpoint stands
-            returns = np.array([r.ret for r in results]).reshape(pop, reps)
+            dreaming = gen < cfg.dream.gens
+            if dreaming:
+                returns, steps = dream_returns(
+                    agent.mdnrnn, agent.controller, solutions, start_z(ctx), cfg.dream.rollouts,
+                    cfg.dream.max_steps, cfg.dream.temperature, seed=int(rng.integers(2**31)),
+                    use_h=agent.use_h, device=ctx.device)
+                returns = returns.cpu().numpy().astype(np.float64)
+            else:
+                seeds = rng.integers(0, TRAIN_SEED_END, reps)
+                episodes = [Episode(int(seed), cand) for cand in range(pop) for seed in seeds]
+                results = engine.run(episodes, agent.policy(solutions, lanes, ctx.device), abort=ctx.interrupted)
+                if len(results) < len(episodes):
+                    return  # interrupted mid-generation: this generation is dropped, the last checkpoint stands
+                returns = np.array([r.ret for r in results]).reshape(pop, reps)
+                steps = engine.steps
+                ctx.env_steps += steps
             fitness = finite_fitness(returns.mean(axis=1))
             es.tell(list(solutions), list(-fitness))
-            ctx.env_steps += engine.steps
             seconds = time.perf_counter() - start
             wall += seconds
             best = int(np.argmax(fitness))
-            metrics = {"gen": gen, "best_fitness": float(fitness[best]), "mean_fitness": float(fitness.mean()),
-                       "std_fitness": float(fitness.std()), "sigma": float(es.sigma),
-                       "env_steps": ctx.env_steps, "steps_per_s": engine.steps / max(seconds, 1e-9),
-                       "wall_s": wall}
+            metrics = {"gen": gen, "mode": "dream" if dreaming else "real", "best_fitness": float(fitness[best]),
+                       "mean_fitness": float(fitness.mean()), "std_fitness": float(fitness.std()),
+                       "sigma": float(es.sigma), "env_steps": ctx.env_steps,
+                       "steps_per_s": steps / max(seconds, 1e-9), "wall_s": wall}
             state = {"gen": gen, "es": es.pickle_dumps(), "rng": rng.bit_generator.state, "wall_s": wall,
                      "env_steps": ctx.env_steps, "round": ctx.round}
             ctx.tick(1)

@@ -1,0 +1,60 @@
+import csv
+
+import numpy as np
+import torch
+
+from worldmodels.agent import Agent
+from worldmodels.config import build_config
+from worldmodels.curriculum import Run
+from worldmodels.engine.dream import dream_returns
+from worldmodels.envs import probe_spec
+
+
+def agent_and_params(env_id="CarRacing-v3", pop=4):
+    torch.manual_seed(0)
+    agent = Agent.build(probe_spec(env_id), z_dim=8, hidden=16, gaussians=3)
+    params = np.random.default_rng(1).normal(0, 1.0, size=(pop, agent.controller.n_params))
+    return agent, params
+
+
+def test_dream_is_batched_seeded_and_candidates_differ():
+    agent, params = agent_and_params()
+    pool = torch.randn(5, 8)
+    a, steps = dream_returns(agent.mdnrnn, agent.controller, params, pool, rollouts=3, max_steps=20, seed=7,
+                             done_threshold=2.0)
+    b, _ = dream_returns(agent.mdnrnn, agent.controller, params, pool, rollouts=3, max_steps=20, seed=7,
+                         done_threshold=2.0)
+    assert a.shape == (4, 3) and steps == 4 * 3 * 20
+    assert torch.equal(a, b)
+    assert len(set(np.round(a.mean(1).numpy(), 6))) == 4
+
+
+def test_dream_candidate_rows_match_one_candidate_alone():
+    """Batching the population does not change a candidate's dream (same z draws, same steps)."""
+    agent, params = agent_and_params(pop=3)
+    pool = torch.randn(1, 8)  # one start z, so the draw does not depend on the batch
+    batched, _ = dream_returns(agent.mdnrnn, agent.controller, params, pool, 1, 1, tau=1e-6, seed=0,
+                               done_threshold=2.0)
+    for p in range(3):
+        alone, _ = dream_returns(agent.mdnrnn, agent.controller, params[p:p + 1], pool, 1, 1, tau=1e-6, seed=0,
+                                 done_threshold=2.0)
+        assert torch.allclose(alone[0], batched[p], atol=1e-5)
+
+
+def test_done_head_ends_dream_episodes():
+    agent, params = agent_and_params(env_id="ALE/Pong-v5")
+    with torch.no_grad():
+        agent.mdnrnn.head.bias[-1] = 50.0  # M is sure every step ends the episode
+    returns, steps = dream_returns(agent.mdnrnn, agent.controller, params, torch.randn(3, 8), 2, 100)
+    assert steps == 4 * 2  # every episode stopped after one step
+
+
+def test_dream_generations_are_wired_into_the_controller_stage(tmp_path):
+    cfg = build_config(["smoke"], ["envs=carracing", "workers=1", "max_gens=3", "dream.gens=2",
+                                   "dream.max_steps=20", "dream.rollouts=2"])
+    Run(cfg, tmp_path / "run", ["test"], log_fn=lambda m: None).run()
+    rows = list(csv.DictReader((tmp_path / "run" / "carracing" / "metrics.csv").open()))
+    assert [r["mode"] for r in rows] == ["dream", "dream", "real"]
+    collect_steps = int(rows[0]["env_steps"])
+    assert int(rows[1]["env_steps"]) == collect_steps  # dream generations touch no env
+    assert int(rows[2]["env_steps"]) == collect_steps + 4 * 1 * 50
