@@ -57,3 +57,22 @@ def test_out_that_is_a_file(cli, tmp_path):
     proc = cli("wm-train", "--envs", "pong", "--out", target)
     assert proc.returncode == 2 and "is a file" in proc.stderr
     assert target.read_text() == "precious"
+
+
+def test_play_refuses_a_malicious_pickle_and_runs_nothing(cli, tmp_path):
+    marker = tmp_path / "marker"
+    evil = tmp_path / "evil.pt"
+    script = (
+        "import os, torch\n"
+        "class Evil:\n"
+        "    def __reduce__(self):\n"
+        f"        return (os.system, ('touch {marker}',))\n"
+        f"torch.save({{'format': 'worldmodels-agent', 'x': Evil()}}, '{evil}')\n"
+    )
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, "-c", script], check=True)
+    proc = cli("wm-play", "--env", "carracing", "--ckpt", evil, "--json")
+    assert proc.returncode == 2 and "refused" in proc.stderr and "Traceback" not in proc.stderr
+    assert not marker.exists()

@@ -48,9 +48,9 @@ class Logged:
 EPISODES = [Episode(seed, cand) for seed in (11, 12) for cand in range(3)]
 
 
-def run_engine(workers, lanes=4, kill_at=None, renderer="fast"):
+def run_engine(workers, lanes=4, kill_at=None, renderer="fast", sig=signal.SIGKILL, timeout=300.0):
     agent, params = small_agent(CAR)
-    with LaneEngine(CAR, lanes, workers=workers, renderer=renderer, max_steps=30) as engine:
+    with LaneEngine(CAR, lanes, workers=workers, renderer=renderer, max_steps=30, timeout=timeout) as engine:
         policy = Logged(agent.policy(params, lanes, "cpu"), lanes)
         if kill_at is not None:
             original = policy.act
@@ -59,7 +59,7 @@ def run_engine(workers, lanes=4, kill_at=None, renderer="fast"):
             def act(obs, active):
                 count["n"] += 1
                 if count["n"] == kill_at:
-                    os.kill(engine.workers[1].process.pid, signal.SIGKILL)
+                    os.kill(engine.workers[1].process.pid, sig)
                 return original(obs, active)
 
             policy.act = act
@@ -82,6 +82,13 @@ def test_a_killed_worker_is_replaced_and_the_generation_completes():
     killed, _, replaced = run_engine(workers=2, kill_at=12)
     assert replaced == 1
     assert killed == clean
+
+
+def test_a_hung_worker_times_out_and_is_replaced():
+    clean, _, _ = run_engine(workers=2)
+    hung, _, replaced = run_engine(workers=2, kill_at=8, sig=signal.SIGSTOP, timeout=5.0)
+    assert replaced == 1
+    assert hung == clean
 
 
 def test_batched_actions_match_a_plain_single_env_rollout():
