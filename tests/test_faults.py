@@ -107,3 +107,31 @@ def test_nan_vae_loss_stops_with_a_clear_message(tmp_path, monkeypatch):
     state = torch.load(tmp_path / "run" / "pong" / "vae_state.pt", weights_only=True)
     assert state["epoch"] == 0  # the last good epoch is kept
     assert all(torch.isfinite(v).all() for v in state["model"].values())
+
+
+def test_disk_full_mid_training_exits_2_and_keeps_the_previous_checkpoint(tmp_path, monkeypatch, capsys):
+    import worldmodels.checkpoint as checkpoint
+    from worldmodels.checkpoint import load_state
+    from worldmodels.cli import train_main
+
+    out = tmp_path / "run"
+    real_fsync = os.fsync
+    state = out / "pong" / "controller" / "state.pkl"
+
+    def fsync(fd):
+        if state.exists() and load_state(state)["gen"] >= 1:  # the disk fills after generation 1
+            raise OSError(28, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(checkpoint.os, "fsync", fsync)
+    code = train_main(["--config", "smoke", "--envs", "pong", "--max-gens", "5", "--workers", "1", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2
+    lines = [line for line in err.splitlines() if "error" in line]
+    assert len(lines) == 1 and "No space left on device" in lines[0] and "intact" in lines[0]
+    monkeypatch.setattr(checkpoint.os, "fsync", real_fsync)
+    assert load_state(state)["gen"] == 1  # the last checkpoint written before the disk filled
+    assert [int(r["gen"]) for r in _rows(out / "pong" / "metrics.csv")] == [0]  # gen 1's row never made it
+    code = train_main(["--config", "smoke", "--envs", "pong", "--max-gens", "3", "--workers", "1", "--out", str(out)])
+    assert code == 0 and "resuming pong at generation 2" in capsys.readouterr().err
+    assert [int(r["gen"]) for r in _rows(out / "pong" / "metrics.csv")] == [0, 1, 2]  # restored from the checkpoint

@@ -195,8 +195,10 @@ class CheckpointWriter(Hook):
         if report.state is None:
             return
         if stage == "controller":
+            # The metrics ride along, so a row or snapshot lost to a kill or a full disk right
+            # after this checkpoint is written again on resume (ArtifactWriter.on_stage_start).
             state = dict(report.state, hooks={h.name: h.state_dict() for h in ctx.hooks},
-                         status=ctx.status, stop_reason=ctx.stop_reason)
+                         status=ctx.status, stop_reason=ctx.stop_reason, metrics=report.metrics)
             save_state(report.state_path, state)
         else:
             save_torch_state(report.state_path, report.state)
@@ -221,22 +223,28 @@ class ArtifactWriter(Hook):
             for snap in (ctx.env_dir / "eval").glob("gen_*.json"):
                 if int(snap.stem.split("_")[1]) > keep_upto:
                     snap.unlink()
+            saved = (ctx.resume_state or {}).get("metrics")
+            if saved is not None and not any(int(r[key]) == keep_upto for r in rows):
+                self.write_step(ctx, stage, keep_upto, saved)
 
     def on_step_end(self, ctx, stage, report):
-        if stage not in CSV_FIELDS:
-            return
+        if stage in CSV_FIELDS:
+            self.write_step(ctx, stage, report.index, report.metrics)
+
+    @staticmethod
+    def write_step(ctx, stage: str, index: int, metrics: dict) -> None:
         filename, fields, _ = CSV_FIELDS[stage]
         path = ctx.env_dir / filename
         rows = read_csv_rows(path)
-        rows.append({k: report.metrics.get(k) for k in fields})
+        rows.append({k: metrics.get(k) for k in fields})
         write_csv_rows(path, fields, rows)
-        if "eval" in report.metrics:
-            ev = report.metrics["eval"]
-            write_json(ctx.env_dir / "eval" / f"gen_{report.index:04d}.json", {
-                "gen": report.index, "mean": ev["mean"], "std": ev["std"], "min": ev["min"], "max": ev["max"],
+        if "eval" in metrics:
+            ev = metrics["eval"]
+            write_json(ctx.env_dir / "eval" / f"gen_{index:04d}.json", {
+                "gen": index, "mean": ev["mean"], "std": ev["std"], "min": ev["min"], "max": ev["max"],
                 "scores": ev["scores"], "episodes": ev["episodes"], "seed_start": ev["seed_start"],
-                "env_steps": report.metrics["env_steps"], "wall_s": report.metrics["wall_s"],
-                "best_so_far": ev["best_so_far"], "confirm": report.metrics.get("confirm")})
+                "env_steps": metrics["env_steps"], "wall_s": metrics["wall_s"],
+                "best_so_far": ev["best_so_far"], "confirm": metrics.get("confirm")})
 
     def on_env_start(self, ctx):
         ctx.write_results()
