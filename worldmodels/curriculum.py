@@ -295,9 +295,15 @@ class Run:
             try:
                 self.train_env(ctx)
             except BaseException as exc:
-                for hook in self.hooks:
-                    hook.on_exception(ctx, exc)
-                ctx.save_manifest()
+                for hook in self.hooks:  # best effort: never mask the error that ended the run
+                    try:
+                        hook.on_exception(ctx, exc)
+                    except Exception:  # noqa: BLE001
+                        pass
+                try:
+                    ctx.save_manifest()
+                except Exception:  # noqa: BLE001 - e.g. the disk that just filled up
+                    pass
                 raise
             finally:
                 ctx.close()
