@@ -22,7 +22,7 @@ import torch
 
 from .agent import Agent, evaluate, resolve_device
 from .checkpoint import load_bundle
-from .engine.rollout import Episode
+from .engine.rollout import Episode, torch_threads
 from .envs import make_env, preprocess, resolve_env_ids
 from .errors import CheckpointError, UserError
 from .models.mdnrnn import sample_z
@@ -277,23 +277,6 @@ class Output:
         if self.window is not None:
             return self.window.show(frame)
         return True
-
-
-class torch_threads:
-    """Batch-1 inference on CPU: one intra-op thread. More threads only spin against each other
-    (and against env workers, the GUI and other processes): on a busy 2-core machine a 64x64
-    V pass took 20x longer with 2 threads than with 1."""
-
-    def __init__(self, n: int = 1):
-        self.n, self.saved = n, None
-
-    def __enter__(self):
-        self.saved = torch.get_num_threads()
-        torch.set_num_threads(self.n)
-        return self
-
-    def __exit__(self, *exc):
-        torch.set_num_threads(self.saved)
 
 
 # -- one episode on the real env -----------------------------------------------------------------
