@@ -195,13 +195,17 @@ def test_display_probe_never_kills_the_caller(monkeypatch):
 # -- the window ----------------------------------------------------------------------------------
 def test_window_shows_the_game_on_a_real_x_server(pong_ckpt, xvfb):
     env = dict(os.environ, DISPLAY=xvfb, PYTHONUNBUFFERED="1")
-    steps, fps = 120, 30
+    steps, fps = 240, 30  # 8 s on screen: time enough to catch the window on a loaded machine
     start = time.time()
     proc = subprocess.Popen([sys.executable, "-m", "worldmodels.cli", "wm-play", "--env", "pong", "--ckpt",
                              str(pong_ckpt), "--max-steps", str(steps), "--fps", str(fps), "--json"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        screen = wait_for_game_window(xvfb, lambda: proc.poll() is None, timeout=30)
+        try:
+            screen = wait_for_game_window(xvfb, lambda: proc.poll() is None, timeout=30)
+        except AssertionError:
+            out, err = proc.communicate(timeout=60)
+            raise AssertionError(f"exit {proc.returncode}: {err[-2000:]}") from None
         check_window(screen)
         out, err = proc.communicate(timeout=60)
     finally:
