@@ -2,7 +2,8 @@
 
 A worker owns a fixed set of lanes (one env each). The master sends one message per step:
 actions for the lanes being stepped, or seeds for the lanes being reset, or whole action
-histories to replay after a worker was replaced. Workers exit when the master goes away:
+histories to replay after a worker was replaced. Frames come back through shared memory
+(one 64x64x3 slot per lane); the pipe carries only rewards and flags. Workers exit when the master goes away:
 the pipe closes (EOF), and on Linux the kernel also sends SIGKILL on parent death.
 """
 from __future__ import annotations
@@ -13,10 +14,11 @@ import os
 import signal
 import sys
 import traceback
+from multiprocessing import shared_memory
 
 import numpy as np
 
-from ..envs import EnvSpec, make_env, preprocess
+from ..envs import FRAME, EnvSpec, make_env, preprocess
 
 
 class WorkerError(RuntimeError):
@@ -82,10 +84,32 @@ def _die_with_parent() -> None:
             pass
 
 
-def worker_main(conn, spec: dict, lanes: list[int], renderer: str, max_steps: int) -> None:
+def _frames_to_shared(kind: str, result: dict, frames: np.ndarray, slot: dict[int, int]) -> dict:
+    """Move the frames of an answer into shared memory; the pipe carries only the scalars."""
+    for lane, value in result.items():
+        if kind == "step":
+            frames[slot[lane]] = value[0]
+            result[lane] = (None, *value[1:])
+        else:  # reset, replay: the value is the frame
+            frames[slot[lane]] = value
+            result[lane] = None
+    return result
+
+
+def _frames_from_shared(kind: str, result: dict, frames: np.ndarray, slot: dict[int, int]) -> dict:
+    for lane, value in result.items():
+        frame = frames[slot[lane]].copy()
+        result[lane] = (frame, *value[1:]) if kind == "step" else frame
+    return result
+
+
+def worker_main(conn, spec: dict, lanes: list[int], renderer: str, max_steps: int, shm_name: str) -> None:
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the master decides when to stop
     try:
+        shm = shared_memory.SharedMemory(name=shm_name)
+        frames = np.ndarray((len(lanes), FRAME, FRAME, 3), np.uint8, buffer=shm.buf)
+        slot = {lane: i for i, lane in enumerate(lanes)}
         envs = LaneEnvs(spec, lanes, renderer, max_steps)
     except Exception:  # noqa: BLE001 - reported to the master
         conn.send(("error", traceback.format_exc()))
@@ -99,10 +123,12 @@ def worker_main(conn, spec: dict, lanes: list[int], renderer: str, max_steps: in
         if msg is None:
             break
         try:
-            conn.send(("ok", envs.handle(msg)))
+            conn.send(("ok", _frames_to_shared(msg[0], envs.handle(msg), frames, slot)))
         except Exception:  # noqa: BLE001 - reported to the master
             conn.send(("error", traceback.format_exc()))
     envs.close()
+    del frames
+    shm.close()
 
 
 class ProcessWorker:
@@ -117,7 +143,11 @@ class ProcessWorker:
     def _start(self) -> None:
         ctx = mp.get_context("spawn")
         self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=worker_main, args=(child, *self.args), daemon=True)
+        # Frames travel through shared memory (one 64x64x3 slot per lane), not the pipe.
+        self.shm = shared_memory.SharedMemory(create=True, size=max(1, len(self.lanes)) * FRAME * FRAME * 3)
+        self.frames = np.ndarray((len(self.lanes), FRAME, FRAME, 3), np.uint8, buffer=self.shm.buf)
+        self.slot = {lane: i for i, lane in enumerate(self.lanes)}
+        self.process = ctx.Process(target=worker_main, args=(child, *self.args, self.shm.name), daemon=True)
         self.process.start()
         child.close()
         status, info = self._recv(timeout=max(self.timeout, 120.0))
@@ -135,6 +165,7 @@ class ProcessWorker:
 
     def send(self, msg: tuple) -> None:
         """Start a request; receive() collects the answer (so many workers run at once)."""
+        self.kind = msg[0]
         try:
             self.conn.send(msg)
         except (BrokenPipeError, OSError):
@@ -144,7 +175,7 @@ class ProcessWorker:
         status, result = self._recv(self.timeout)
         if status != "ok":
             raise WorkerError(f"worker pid {self.process.pid} raised: {result.strip().splitlines()[-1]}")
-        return result
+        return _frames_from_shared(self.kind, result, self.frames, self.slot)
 
     def restart(self) -> None:
         self.close(kill=True)
@@ -161,6 +192,9 @@ class ProcessWorker:
             self.process.kill()
             self.process.join(2.0)
         self.conn.close()
+        del self.frames
+        self.shm.close()
+        self.shm.unlink()
 
 
 class InlineWorker:
