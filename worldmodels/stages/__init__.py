@@ -23,6 +23,29 @@ class StepReport:
     """How many steps the stage will take at most (for progress bars)."""
 
 
+def seed_torch(*key: int) -> None:
+    """Seed torch from the run seed and a stage key: torch's own default seed is random."""
+    import numpy as np
+    import torch
+
+    torch.manual_seed(int(np.random.default_rng(list(key)).integers(2**31)))
+
+
+def resume_training(ctx, model, optimizer, stage: str, what: str) -> int:
+    """The first epoch to train: continue this round from <stage>_state.pt, or (a later round)
+    fine-tune from the previous round's <stage>.pt, or start at 0."""
+    from ..checkpoint import load_torch, load_torch_state
+
+    state = load_torch_state(ctx.env_dir / f"{stage}_state.pt", f"{what} state", ctx.log)
+    if state is not None and state["round"] == ctx.round:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        return state["epoch"] + 1
+    if ctx.round > 0 and (ctx.env_dir / f"{stage}.pt").exists():
+        model.load_state_dict(load_torch(ctx.env_dir / f"{stage}.pt", f"{what} weights")["state_dict"])
+    return 0
+
+
 def stage_runners():
     from . import collect, controller, encode, mdnrnn, vae
 

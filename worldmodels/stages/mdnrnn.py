@@ -7,10 +7,10 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from ..checkpoint import load_torch, load_torch_state, save_torch
+from ..checkpoint import save_torch
 from ..errors import UserError
 from ..models.mdnrnn import MDNRNN, gmm_nll
-from . import StepReport
+from . import StepReport, resume_training, seed_torch
 from .encode import encoded_dir
 
 
@@ -71,24 +71,17 @@ def run(ctx):
     rollouts = load_encoded(ctx)
     z_dim = rollouts[0]["mu"].shape[1]
     a_dim = rollouts[0]["actions"].shape[1]
-    torch.manual_seed(int(np.random.default_rng([ctx.cfg.seed, ctx.round, 303]).integers(2**31)))  # the init
+    seed_torch(ctx.cfg.seed, ctx.round, 303)  # the initial weights
     model = MDNRNN(z_dim, a_dim, cfg.hidden, cfg.gaussians).to(ctx.device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     state_path = ctx.env_dir / "mdnrnn_state.pt"
-    start = 0
-    state = load_torch_state(state_path, "MDN-RNN state", ctx.log)
-    if state is not None and state["round"] == ctx.round:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        start = state["epoch"] + 1
-    elif ctx.round > 0 and (ctx.env_dir / "mdnrnn.pt").exists():
-        model.load_state_dict(load_torch(ctx.env_dir / "mdnrnn.pt", "MDN-RNN weights")["state_dict"])
+    start = resume_training(ctx, model, opt, "mdnrnn", "MDN-RNN")
     total_steps = sum(len(r["rewards"]) for r in rollouts)
     batches = max(1, math.ceil(total_steps / (cfg.seq_len * cfg.batch_size)))
     ctx.progress(batches * cfg.epochs, batches * start)
     for epoch in range(start, cfg.epochs):
         rng = np.random.default_rng([ctx.cfg.seed, ctx.round, epoch, 303])
-        torch.manual_seed(int(rng.integers(2**31)))
+        seed_torch(ctx.cfg.seed, ctx.round, epoch, 304)
         model.train()
         sums = np.zeros(4)
         for _ in range(batches):

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..checkpoint import load_torch, load_torch_state, save_npz, save_torch
+from ..checkpoint import save_npz, save_torch
 from ..errors import UserError
 from ..models.vae import ConvVAE, frames_to_tensor, vae_loss
-from . import StepReport
+from . import StepReport, resume_training, seed_torch
 
 
 def rollout_files(env_dir: Path) -> list[Path]:
@@ -46,23 +46,16 @@ def run(ctx):
     if not files:
         raise UserError(f"stage vae needs collected rollouts in {ctx.env_dir / 'data'}; "
                         "run the collect stage first (or use --from RUN_DIR)")
-    torch.manual_seed(int(np.random.default_rng([ctx.cfg.seed, ctx.round, 202]).integers(2**31)))  # the init
+    seed_torch(ctx.cfg.seed, ctx.round, 202)  # the initial weights
     vae = ConvVAE(cfg.z_dim).to(ctx.device)
     opt = torch.optim.Adam(vae.parameters(), lr=cfg.lr)
     state_path = ctx.env_dir / "vae_state.pt"
-    start = 0
-    state = load_torch_state(state_path, "VAE state", ctx.log)
-    if state is not None and state["round"] == ctx.round:
-        vae.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        start = state["epoch"] + 1
-    elif ctx.round > 0 and (ctx.env_dir / "vae.pt").exists():
-        vae.load_state_dict(load_torch(ctx.env_dir / "vae.pt", "VAE weights")["state_dict"])
+    start = resume_training(ctx, vae, opt, "vae", "VAE")
     batches_per_epoch = math.ceil(count_frames(files) / cfg.batch_size)
     ctx.progress(batches_per_epoch * cfg.epochs, batches_per_epoch * start)
     for epoch in range(start, cfg.epochs):
         rng = np.random.default_rng([ctx.cfg.seed, ctx.round, epoch, 202])
-        torch.manual_seed(int(rng.integers(2**31)))
+        seed_torch(ctx.cfg.seed, ctx.round, epoch, 203)
         vae.train()
         sums = np.zeros(3)
         count = 0
