@@ -103,3 +103,12 @@ def test_failed_write_keeps_the_previous_file(tmp_path, monkeypatch):
         atomic_write_text(path, "new")
     assert path.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["results.json"]  # no temp file left behind
+
+
+def test_bundle_of_another_format_version_is_refused(tmp_path):
+    _, _, path = make_bundle(tmp_path)
+    bundle = torch.load(path, weights_only=True)
+    bundle["version"] = 99
+    save_torch(path, bundle)
+    with pytest.raises(CheckpointError, match="format version 99"):
+        load_bundle(path)

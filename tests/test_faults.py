@@ -135,3 +135,12 @@ def test_disk_full_mid_training_exits_2_and_keeps_the_previous_checkpoint(tmp_pa
     code = train_main(["--config", "smoke", "--envs", "pong", "--max-gens", "3", "--workers", "1", "--out", str(out)])
     assert code == 0 and "resuming pong at generation 2" in capsys.readouterr().err
     assert [int(r["gen"]) for r in _rows(out / "pong" / "metrics.csv")] == [0, 1, 2]  # restored from the checkpoint
+
+
+def test_env_step_budget_bounds_training(tmp_path):
+    cfg = build_config(["smoke"], ["envs=pong", "workers=1", "max_gens=20", "max_env_steps=500"])
+    results = Run(cfg, tmp_path / "run", ["test"], log_fn=lambda m: None).run()
+    entry = results["envs"][0]
+    # collect uses 200 steps, each generation 200: gens 0 and 1 run, then the budget is spent
+    assert entry["generations"] == 2 and entry["env_steps"] == 600
+    assert entry["stop_reason"] == "env step budget of 500 used" and entry["status"] == "failed"
