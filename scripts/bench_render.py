@@ -45,7 +45,7 @@ import cv2  # noqa: E402
 import gymnasium as gym  # noqa: E402
 import numpy as np  # noqa: E402
 
-from worldmodels.envs.carracing import CarRacing  # noqa: E402
+from worldmodels.envs.carracing import CarRacing, random_driving  # noqa: E402
 
 RENDERERS = ("official", "exact", "fast")
 JSON_KEYS = (
@@ -66,19 +66,6 @@ def _single_thread() -> None:
         torch.set_num_threads(1)
 
 
-def random_actions(seed: int, n: int) -> list[np.ndarray]:
-    """Seeded piecewise-constant random driving: mostly gas, some braking."""
-    rng = np.random.default_rng(seed)
-    out: list[np.ndarray] = []
-    while len(out) < n:
-        hold = int(rng.integers(5, 30))
-        steer = rng.uniform(-1.0, 1.0)
-        gas = rng.uniform(0.3, 1.0) if rng.random() < 0.7 else 0.0
-        brake = rng.uniform(0.0, 0.5) if rng.random() < 0.15 else 0.0
-        out += [np.array([steer, gas, brake], dtype=np.float32)] * hold
-    return out[:n]
-
-
 def _make(renderer: str):
     if renderer == "official":
         return gym.make("CarRacing-v3").unwrapped  # the real thing
@@ -93,7 +80,7 @@ def measure_renderers(steps: int = 1000, seed: int = 0, chunk: int = 25) -> dict
     ``fast_scene_worst_frame_err``, ``frames``, ``episodes``, ``steps``, ``seed``.
     """
     _single_thread()
-    actions = random_actions(seed, steps)
+    actions = random_driving(seed, steps)
     envs = {r: _make(r) for r in RENDERERS}
     obs = {r: envs[r].reset(seed=seed)[0] for r in RENDERERS}  # warm-up, not timed
     cpu = dict.fromkeys(RENDERERS, 0.0)

@@ -11,24 +11,11 @@ import numpy as np
 import pytest
 
 from worldmodels.envs import carracing as cr
-from worldmodels.envs.carracing import CarRacing, register
+from worldmodels.envs.carracing import CarRacing, random_driving, register
 
 SEEDS = (0, 1, 2)
 STEPS = 200
 FAST_MAX_MEAN_ERR = 3.0  # on the 0..255 scale
-
-
-def random_actions(seed: int, n: int) -> list[np.ndarray]:
-    """Seeded piecewise-constant driving: mostly gas so the car moves and turns."""
-    rng = np.random.default_rng(seed)
-    out: list[np.ndarray] = []
-    while len(out) < n:
-        hold = int(rng.integers(5, 30))
-        steer = rng.uniform(-1.0, 1.0)
-        gas = rng.uniform(0.3, 1.0) if rng.random() < 0.7 else 0.0
-        brake = rng.uniform(0.0, 0.5) if rng.random() < 0.15 else 0.0
-        out += [np.array([steer, gas, brake], dtype=np.float32)] * hold
-    return out[:n]
 
 
 def rollout(env, seed: int, actions, setup=None):
@@ -52,7 +39,7 @@ def official_rollouts():
     out = {}
     for seed in SEEDS:
         env = gym.make("CarRacing-v3").unwrapped
-        out[seed] = rollout(env, seed, random_actions(seed, STEPS))
+        out[seed] = rollout(env, seed, random_driving(seed, STEPS))
         env.close()
     return out
 
@@ -61,7 +48,7 @@ def test_exact_is_bit_identical(official_rollouts):
     for seed in SEEDS:
         ref_frames, ref_results = official_rollouts[seed]
         env = CarRacing(renderer="exact")
-        frames, results = rollout(env, seed, random_actions(seed, STEPS))
+        frames, results = rollout(env, seed, random_driving(seed, STEPS))
         assert results == ref_results, f"seed {seed}: rewards/terminated/truncated/info differ"
         assert frames.shape == ref_frames.shape == (len(ref_frames), 96, 96, 3)
         assert frames.dtype == np.uint8
@@ -76,7 +63,7 @@ def test_fast_is_close(official_rollouts):
     for seed in SEEDS:
         ref_frames, ref_results = official_rollouts[seed]
         env = CarRacing(renderer="fast")
-        frames, results = rollout(env, seed, random_actions(seed, STEPS))
+        frames, results = rollout(env, seed, random_driving(seed, STEPS))
         assert results == ref_results, f"seed {seed}: rewards/terminated/truncated/info differ"
         assert frames.shape == ref_frames.shape and frames.dtype == np.uint8
         d = np.abs(frames.astype(np.int16) - ref_frames.astype(np.int16))
@@ -125,7 +112,7 @@ def test_exact_and_fast_at_playfield_edge():
 
 def test_domain_randomize_and_discrete():
     for kwargs, actions in (
-        ({"domain_randomize": True}, random_actions(5, 60)),
+        ({"domain_randomize": True}, random_driving(5, 60)),
         ({"continuous": False}, [int(a) for a in np.random.default_rng(6).integers(0, 5, 60)]),
     ):
         ref = rollout(gym.make("CarRacing-v3", **kwargs).unwrapped, 5, actions)
@@ -162,7 +149,7 @@ def test_registration_and_renderer_values():
 
 def test_official_renderer_is_the_parent():
     env = CarRacing(renderer="official")
-    a = random_actions(3, 30)
+    a = random_driving(3, 30)
     ref = rollout(gym.make("CarRacing-v3").unwrapped, 3, a)
     got = rollout(env, 3, a)
     assert got[1] == ref[1] and np.array_equal(got[0], ref[0])

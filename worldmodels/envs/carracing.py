@@ -823,3 +823,17 @@ def register() -> None:
         reward_threshold=official.reward_threshold,
         kwargs=kwargs,
     )
+
+
+def random_driving(seed: int, n: int) -> list[np.ndarray]:
+    """Seeded piecewise-constant random driving (mostly gas, some braking): the action sequence
+    the renderer tests and benchmark compare renderers on."""
+    rng = np.random.default_rng(seed)
+    out: list[np.ndarray] = []
+    while len(out) < n:
+        hold = int(rng.integers(5, 30))
+        steer = rng.uniform(-1.0, 1.0)
+        gas = rng.uniform(0.3, 1.0) if rng.random() < 0.7 else 0.0
+        brake = rng.uniform(0.0, 0.5) if rng.random() < 0.15 else 0.0
+        out += [np.array([steer, gas, brake], dtype=np.float32)] * hold
+    return out[:n]
