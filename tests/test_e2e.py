@@ -70,8 +70,10 @@ def test_play_json_reproduces_the_final_eval(smoke_run, cli):
 
 def test_report_command_on_the_smoke_run(smoke_run, cli):
     out, _ = smoke_run
-    proc = cli("wm-report", out, check=0)
+    proc = cli("wm-report", out, "--json", check=0)
     assert "ALE/Breakout-v5" in proc.stdout
+    printed = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert printed["envs"] == json.loads((out / "curriculum_results.json").read_text())["envs"]
     summary = list(csv.DictReader((out / "report" / "summary.csv").open()))
     assert len(summary) == 3
 

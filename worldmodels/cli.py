@@ -127,7 +127,8 @@ def report_main(argv: list[str] | None = None) -> int:
         print(table)
         print(f"report written to {Path(args.dir) / 'report'}", file=sys.stderr)
         if args.json:
-            print(json.dumps(load_run(args.dir).get("results", {})))
+            run = load_run(args.dir)
+            print(json.dumps({"version": run["version"], "updated": run["updated"], "envs": run["envs"]}))
         return 0
 
     return _run_guarded(go)
