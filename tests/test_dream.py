@@ -58,3 +58,18 @@ def test_dream_generations_are_wired_into_the_controller_stage(tmp_path):
     collect_steps = int(rows[0]["env_steps"])
     assert int(rows[1]["env_steps"]) == collect_steps  # dream generations touch no env
     assert int(rows[2]["env_steps"]) == collect_steps + 4 * 1 * 50
+
+
+def test_rounds_recollect_with_the_agent_and_retrain_v_and_m(tmp_path):
+    import json
+
+    cfg = build_config(["smoke"], ["envs=pong", "workers=1", "max_gens=4", "rounds=2"])
+    Run(cfg, tmp_path / "run", ["test"], log_fn=lambda m: None).run()
+    env = tmp_path / "run" / "pong"
+    assert len(list((env / "data" / "round1").glob("ep_*.npz"))) == 4
+    assert len(list((env / "encoded" / "round1").glob("*.npz"))) == 8  # all data, encoded by round 1's V
+    records = json.loads((env / "manifest.json").read_text())["records"]
+    assert {(r["round"], r["stage"]) for r in records} >= {(1, "collect"), (1, "vae"), (1, "mdnrnn")}
+    rows = list(csv.DictReader((env / "metrics.csv").open()))
+    assert [int(r["gen"]) for r in rows] == [0, 1, 2, 3]  # max_gens split over the rounds
+    assert len(list(csv.DictReader((env / "vae_metrics.csv").open()))) == 2  # one epoch per round

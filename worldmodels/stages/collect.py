@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..agent import TRAIN_SEED_END
+from ..agent import TRAIN_SEED_END, Agent
+from ..checkpoint import load_bundle
 from ..engine.policies import ExplorePolicy, Recorder
 from ..engine.rollout import Episode, LaneEngine
 from . import StepReport
@@ -36,11 +37,12 @@ def run(ctx):
         return
     ctx.progress(n, n - len(todo))
     lanes = min(cfg.controller.slots, len(todo))
-    if ctx.round == 0 or ctx.best_params is None:
+    best = ctx.env_dir / "best.pt"
+    if ctx.round == 0 or not best.exists():
         inner = ExplorePolicy(ctx.spec, lanes, cfg.collect.policy)
-    else:
-        agent = ctx.load_agent()
-        inner = agent.policy(ctx.best_params.reshape(1, -1), lanes, ctx.device, noise=cfg.collect.noise)
+    else:  # best.pt carries the V and M its controller was trained with, whatever round that was
+        agent, params = Agent.from_bundle(load_bundle(best))
+        inner = agent.to(ctx.device).policy(params.reshape(1, -1), lanes, ctx.device, noise=cfg.collect.noise)
     recorder = Recorder(inner, lanes, lambda ep: out / f"ep_{ep.tag:06d}.npz")
     chunk = max(lanes * 4, 1)
 
