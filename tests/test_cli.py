@@ -1,6 +1,5 @@
 """Bad input: exit status 2, one line on stderr naming the problem, no traceback."""
 import pytest
-import torch
 
 BAD = [
     (["wm-train", "--envs", "nosuchenv"], "unknown env 'nosuchenv'"),

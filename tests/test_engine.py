@@ -2,7 +2,6 @@ import os
 import signal
 
 import numpy as np
-import pytest
 import torch
 
 from worldmodels.agent import Agent

@@ -1,6 +1,4 @@
-import math
 
-import pytest
 
 from worldmodels.config import build_config
 from worldmodels.curriculum import Run

@@ -19,7 +19,7 @@ import torch
 
 from worldmodels import play as play_mod
 from worldmodels.agent import Agent
-from worldmodels.checkpoint import load_bundle, save_torch
+from worldmodels.checkpoint import save_torch
 from worldmodels.envs import probe_spec
 from worldmodels.errors import UserError
 

@@ -1,7 +1,6 @@
 """The agent = V + M + C for one env: build it, bundle it, evaluate it on the official env."""
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 
@@ -34,10 +33,6 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def model_action_dim(spec: EnvSpec) -> int:
-    return spec.action_dim
-
-
 @dataclass
 class Agent:
     spec: EnvSpec
@@ -49,7 +44,7 @@ class Agent:
     @classmethod
     def build(cls, spec: EnvSpec, z_dim: int, hidden: int, gaussians: int, use_h: bool = True) -> "Agent":
         vae = ConvVAE(z_dim)
-        mdnrnn = MDNRNN(z_dim, model_action_dim(spec), hidden, gaussians)
+        mdnrnn = MDNRNN(z_dim, spec.action_dim, hidden, gaussians)
         controller = Controller(z_dim + (hidden if use_h else 0), spec.action_kind, spec.action_dim,
                                 spec.low, spec.high)
         return cls(spec, vae.eval(), mdnrnn.eval(), controller, use_h)
@@ -122,6 +117,3 @@ def evaluate(agent: Agent, params: np.ndarray, episodes: int, seed_start: int, d
         "env_steps": int(steps), "wall_s": time.perf_counter() - start,
     }
 
-
-def finite_or(value: float, default: float) -> float:
-    return value if math.isfinite(value) else default

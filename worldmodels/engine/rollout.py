@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Callable, Protocol
@@ -224,12 +223,3 @@ class LaneEngine:
                 assign(finished)
         return [results[i] for i in sorted(results)]
 
-
-class Throughput:
-    """Steps per second of the last run."""
-
-    def __init__(self):
-        self.start = time.perf_counter()
-
-    def rate(self, steps: int) -> float:
-        return steps / max(time.perf_counter() - self.start, 1e-9)

@@ -61,9 +61,7 @@ class Controller:
 
     def to_model_input(self, env_action: np.ndarray) -> torch.Tensor:
         """Env actions -> M's action input: one-hot for discrete, the box vector otherwise."""
-        if self.action_kind == "discrete":
-            return torch.nn.functional.one_hot(torch.as_tensor(env_action), self.out_dim).float()
-        return torch.as_tensor(env_action, dtype=torch.float32)
+        return torch.from_numpy(action_to_model_input(np.asarray(env_action), self.action_kind, self.out_dim))
 
 
 def action_to_model_input(actions: np.ndarray, action_kind: str, action_dim: int) -> np.ndarray:
