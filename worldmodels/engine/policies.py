@@ -67,12 +67,21 @@ class WorldModelPolicy:
         pass
 
 
+FOLLOW_ROWS = slice(34, 42)
+"""Rows of a preprocessed CarRacing frame a little ahead of the car (the car sits near row 52)."""
+MODE_SWITCH = {True: 0.01, False: 0.04}
+"""Per-step chance that a CarRacing explore lane stops following the road (about 100 steps of
+following) or stops wandering (about 25 steps): about 80% of the frames are on the road."""
+
+
 class ExplorePolicy:
     """Random actions with momentum, so rollouts go somewhere.
 
     Discrete: keep the previous action with probability `repeat`, else draw a new one.
-    Box: a mean-reverting random walk; on CarRacing the gas is biased forward and the brake
-    mostly off, so the car actually drives and sees the track.
+    Box: a mean-reverting random walk. On CarRacing a random walk leaves the road within ~100
+    steps and most frames are grass, so each lane switches between two modes: following the
+    road (steer toward the road pixels ahead, plus noise, random gas) and wandering (the random
+    walk, which also shows how the car leaves and finds the road).
     """
 
     def __init__(self, spec: EnvSpec, lanes: int, policy: str = "explore", repeat: float = 0.8):
@@ -82,10 +91,28 @@ class ExplorePolicy:
         self.low = np.asarray(spec.low, np.float32)
         self.high = np.asarray(spec.high, np.float32)
         self.carracing = spec.id.endswith("CarRacing-v3") and spec.action_dim == 3
+        self.follow = [False] * lanes
+        self.gas = [0.2] * lanes
 
     def start(self, lane: int, episode: Episode) -> None:
         self.rngs[lane] = np.random.default_rng([episode.seed, 11])
         self.prev[lane] = None
+        self.follow[lane] = not self.random and self.carracing
+
+    def _follow_road(self, lane: int, frame: np.ndarray) -> np.ndarray:
+        """Steer toward the mean column of the road pixels a little ahead of the car."""
+        rng = self.rngs[lane]
+        ahead = frame[FOLLOW_ROWS].astype(np.int16)
+        r, g, b = ahead[..., 0], ahead[..., 1], ahead[..., 2]
+        cols = np.nonzero((abs(r - g) < 15) & (abs(g - b) < 15) & (r > 70) & (r < 140))[1]
+        prev = self.prev[lane]
+        steer = float(np.clip((cols.mean() - frame.shape[1] / 2) / 10.0, -1, 1)) if len(cols) else (
+            float(prev[0]) if prev is not None else 0.0)
+        if rng.random() < 0.05:
+            self.gas[lane] = float(rng.uniform(0.0, 0.6))
+        brake = float(rng.uniform(0.0, 0.5)) if rng.random() < 0.03 else 0.0
+        steer = float(np.clip(steer + rng.normal(0.0, 0.2), -1, 1))
+        return np.array([steer, self.gas[lane] if brake == 0 else 0.0, brake], np.float32)
 
     def _draw(self, rng: np.random.Generator):
         if self.spec.action_kind == "discrete":
@@ -102,7 +129,11 @@ class ExplorePolicy:
                 actions.append(self.prev[lane] if self.prev[lane] is not None else self._idle())
                 continue
             rng, prev = self.rngs[lane], self.prev[lane]
-            if prev is None or self.random:
+            if self.carracing and not self.random and rng.random() < MODE_SWITCH[self.follow[lane]]:
+                self.follow[lane] = not self.follow[lane]
+            if self.carracing and self.follow[lane]:
+                action = self._follow_road(lane, obs[lane])
+            elif prev is None or self.random:
                 action = self._draw(rng)
             elif self.spec.action_kind == "discrete":
                 action = prev if rng.random() < self.repeat else self._draw(rng)
