@@ -65,8 +65,10 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int)
     p.add_argument("--device", choices=["auto", "cpu", "cuda"])
     p.add_argument("--workers", type=_positive_int, help="env worker processes (default: one per core)")
-    p.add_argument("--backend", choices=["local", "ray"])
-    p.add_argument("--ray-address")
+    p.add_argument("--backend", choices=["local", "ray"],
+                   help="where env workers run: local processes (default) or Ray actors")
+    p.add_argument("--ray-address", metavar="HOST:PORT",
+                   help="Ray cluster to join with --backend ray (default $RAY_ADDRESS; none starts a local Ray)")
     p.add_argument("--time-budget", type=_minutes, metavar="MINUTES", help="wall-clock bound per env")
     p.add_argument("--max-env-steps", type=_positive_int, metavar="N", help="env-step bound per env")
     p.add_argument("--stages", help="comma list of collect,vae,encode,mdnrnn,controller")
@@ -96,8 +98,6 @@ def train_main(argv: list[str] | None = None) -> int:
             "tensorboard": args.tensorboard,
         }.items() if v is not None}
         cfg = build_config(args.config, args.set, flags)
-        if cfg.backend == "ray":
-            raise UserError("--backend ray is not available yet in this version; use --backend local")
         if args.from_dir and not Path(args.from_dir).is_dir():
             raise UserError(f"--from {args.from_dir}: no such run folder")
         run = Run(cfg, Path(args.out), ["wm-train", *argv], restart=args.restart)

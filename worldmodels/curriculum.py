@@ -17,6 +17,7 @@ from .agent import FINAL_SEED_START, Agent, eval_lanes, evaluate, resolve_device
 from .checkpoint import (atomic_write_text, load_bundle, load_state, load_torch, load_torch_state, read_json,
                          save_torch, write_json)
 from .config import STAGES, TrainConfig, changed_training_keys, to_dict
+from .engine.backends import make_backend
 from .engine.rollout import LaneEngine, default_workers
 from .envs import probe_spec, resolve_env_ids, slug
 from .errors import RunFolderError, UserError
@@ -71,7 +72,7 @@ class EnvContext:
         self.run_dir = run.out
         self.env_dir = run.out / self.spec.slug
         self.env_dir.mkdir(parents=True, exist_ok=True)
-        self.device, self.workers, self.hooks = run.device, run.workers, run.hooks
+        self.device, self.workers, self.backend, self.hooks = run.device, run.workers, run.backend, run.hooks
         self.log = run.log
         self.round, self.stage = 0, None
         self.should_stop, self.stop_reason, self.early_stopped = False, None, False
@@ -189,8 +190,8 @@ class EnvContext:
     def eval_engine(self, episodes: int) -> LaneEngine:
         lanes = eval_lanes(episodes)
         if lanes not in self._engines:
-            self._engines[lanes] = LaneEngine(self.spec, lanes, workers=self.workers, renderer="official",
-                                              max_steps=self.cfg.eval.max_steps)
+            self._engines[lanes] = LaneEngine(self.spec, lanes, renderer="official",
+                                              max_steps=self.cfg.eval.max_steps, backend=self.backend)
         return self._engines[lanes]
 
     def close(self) -> None:
@@ -236,7 +237,13 @@ class Run:
         self.hooks = hooks if hooks is not None else default_hooks(cfg)
         self.interrupt = Interrupt()
         self.versions = versions()
-        self._prepare_folder(restart)
+        # Before anything is written: an unreachable cluster is one error line, not a half run.
+        self.backend = make_backend(cfg.backend, cfg.workers, cfg.ray_address, log_fn=self.log)
+        try:
+            self._prepare_folder(restart)
+        except BaseException:
+            self.backend.close()
+            raise
 
     def _prepare_folder(self, restart: bool) -> None:
         out = self.out
@@ -286,6 +293,12 @@ class Run:
 
     # -- the loop ----------------------------------------------------------------------------------
     def run(self, from_dir: Path | None = None) -> dict:
+        try:
+            return self._run(from_dir)
+        finally:
+            self.backend.close()
+
+    def _run(self, from_dir: Path | None) -> dict:
         self.interrupt.install()
         self.call("on_run_start", self)
         for env_id in self.env_ids:

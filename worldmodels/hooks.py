@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -43,8 +44,32 @@ class Hook:
     def load_state_dict(self, state: dict) -> None: ...
 
 
+class LogProgress:
+    """The progress bar where stderr is not a terminal (a log file, CI): a line now and then."""
+
+    def __init__(self, desc: str, log, every_s: float = 60.0):
+        self.desc, self.log, self.every_s = desc, log, every_s
+        self.n, self.total = 0, None
+        self.last = time.monotonic()
+
+    def reset(self, total=None):
+        self.n, self.total = 0, total
+
+    def update(self, n: int = 1):
+        self.n += n
+        now = time.monotonic()
+        if now - self.last >= self.every_s:
+            self.last = now
+            of = f"/{self.total} ({100 * self.n / self.total:.0f}%)" if self.total else ""
+            self.log(f"{self.desc}: {self.n}{of}")
+
+    def close(self):
+        pass
+
+
 class ProgressBar(Hook):
-    """A tqdm bar per stage on stderr, and one log line per generation."""
+    """A tqdm bar per stage on stderr (a line a minute when stderr is not a terminal), and one
+    log line per generation."""
 
     name = "progress"
 
@@ -54,8 +79,12 @@ class ProgressBar(Hook):
     def on_stage_start(self, ctx, stage):  # runs last: the bar exists once the stage body starts
         from tqdm import tqdm
 
-        self.bar = tqdm(desc=f"{ctx.spec.slug} {stage}", file=sys.stderr, leave=False, dynamic_ncols=True,
-                        mininterval=1.0, disable=None)
+        desc = f"{ctx.spec.slug} {stage}"
+        if sys.stderr.isatty():
+            self.bar = tqdm(desc=desc, file=sys.stderr, leave=False, dynamic_ncols=True, mininterval=1.0)
+        else:
+            ctx.log(f"{desc}: started")
+            self.bar = LogProgress(desc, ctx.log)
         ctx.set_progress_bar(self.bar)
 
     def on_step_end(self, ctx, stage, report):

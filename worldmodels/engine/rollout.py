@@ -15,7 +15,8 @@ from typing import Callable, Protocol
 import numpy as np
 
 from ..envs import FRAME, EnvSpec
-from .workers import InlineWorker, ProcessWorker, WorkerError
+from .backends import LocalBackend, default_workers  # noqa: F401 - default_workers re-exported
+from .workers import WorkerError
 
 log = logging.getLogger("worldmodels")
 
@@ -52,10 +53,6 @@ class Policy(Protocol):
     def end(self, lane: int) -> None: ...
 
 
-def default_workers() -> int:
-    return max(1, min(16, os.cpu_count() or 1))
-
-
 class torch_threads:
     """Run a block with n torch intra-op threads, then restore. Small-batch inference on a CPU
     shared with env workers is fastest with few threads: more only spin against each other
@@ -85,20 +82,29 @@ def policy_threads(process_workers: int) -> int:
 
 
 class LaneEngine:
-    """Runs lists of episodes on `lanes` envs spread over `workers` worker processes."""
+    """Runs lists of episodes on `lanes` envs spread over the workers of a backend (default:
+    `workers` local processes)."""
 
     def __init__(self, spec: EnvSpec, lanes: int, workers: int = 0, renderer: str = "official",
-                 max_steps: int = 0, timeout: float = 300.0):
+                 max_steps: int = 0, timeout: float = 300.0, backend=None):
         self.spec = spec
         self.lanes = lanes
-        n_workers = max(1, min(workers or default_workers(), lanes))
+        backend = backend or LocalBackend(workers)
+        n_workers = backend.worker_count(lanes)
         self.lane_worker = [i % n_workers for i in range(lanes)]
-        worker_cls = InlineWorker if n_workers == 1 else ProcessWorker
-        self.workers = [worker_cls(spec.to_dict(), [lane for lane in range(lanes) if lane % n_workers == w],
-                                   renderer, max_steps, timeout) for w in range(n_workers)]
+        self.workers = []
+        try:
+            for w in range(n_workers):
+                self.workers.append(backend.make_worker(
+                    spec.to_dict(), [lane for lane in range(lanes) if lane % n_workers == w],
+                    renderer, max_steps, timeout, n_workers))
+        except BaseException:
+            self.close()
+            raise
+        backend.started(self.workers)
         self.history: dict[int, tuple[int, list]] = {}
         self.replaced = 0
-        self.threads = policy_threads(n_workers if n_workers > 1 else 0)
+        self.threads = policy_threads(backend.local_processes(n_workers))
 
     def close(self) -> None:
         for worker in self.workers:

@@ -51,7 +51,7 @@ def run(ctx):
         ctx.tick(1)
 
     done = n - len(todo)
-    with LaneEngine(ctx.spec, lanes, workers=ctx.workers, renderer=cfg.renderer,
+    with LaneEngine(ctx.spec, lanes, backend=ctx.backend, renderer=cfg.renderer,
                     max_steps=cfg.collect.max_steps) as engine:
         for index, start in enumerate(range(0, len(todo), chunk)):
             results = engine.run(todo[start:start + chunk], recorder, on_result=lambda r: count(r.length),

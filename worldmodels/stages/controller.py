@@ -76,7 +76,7 @@ def run(ctx):
     ctx.progress(last_gen, gen)
     if gen >= last_gen or ctx.should_stop:
         return
-    with LaneEngine(ctx.spec, lanes, workers=ctx.workers, renderer=cfg.renderer,
+    with LaneEngine(ctx.spec, lanes, backend=ctx.backend, renderer=cfg.renderer,
                     max_steps=cfg.controller.max_steps) as engine:
         while gen < last_gen and not ctx.should_stop:
             if gen > 0 and ctx.out_of_budget():
