@@ -160,9 +160,20 @@ def workload(episodes: int, population: int, seed: int) -> tuple[int, list[tuple
 
 
 # -- engine -----------------------------------------------------------------------------------
+class where_closed:
+    def __init__(self, backend):
+        self.backend = backend
+
+    def __enter__(self):
+        return self.backend
+
+    def __exit__(self, *exc):
+        self.backend.close()
+
+
 def run_engine(env: str, episodes: int, max_steps: int, workers: int, lanes: int = 0,
                renderer: str = "fast", device: str = "auto", population: int = 16, seed: int = 0,
-               profile: int = 0, torch_threads: int = 0) -> dict:
+               profile: int = 0, torch_threads: int = 0, backend: str = "local", ray_address: str = "") -> dict:
     import torch
 
     if torch_threads > 0:
@@ -179,7 +190,11 @@ def run_engine(env: str, episodes: int, max_steps: int, workers: int, lanes: int
     params = candidate_params(agent.controller.n_params, population, seed)
     episode_list = [Episode(s, cand) for s, cand in pairs]
     lanes = lanes or min(32, episodes)
-    with LaneEngine(spec, lanes, workers=workers, renderer=renderer, max_steps=max_steps) as engine:
+    from worldmodels.engine.backends import make_backend
+
+    where = make_backend(backend, workers, ray_address)  # start-up (ray.init, actors) is not timed
+    with where_closed(where), LaneEngine(spec, lanes, renderer=renderer, max_steps=max_steps,
+                                         backend=where) as engine:
         # not timed: one forward pass (lazy init, CUDA context, kernels), as a trainer's later generations
         warm = agent.policy(params, lanes, dev)
         warm.act(np.zeros((lanes, 64, 64, 3), np.uint8), np.ones(lanes, bool))
@@ -217,10 +232,11 @@ def run_engine(env: str, episodes: int, max_steps: int, workers: int, lanes: int
         pstats.Stats(prof, stream=sys.stderr).sort_stats("cumulative").print_stats(profile)
     out = {"mode": "engine", "env": spec.id, "env_steps": int(steps), "seconds": seconds,
            "peak_rss_mb": rss, "device": _device_name(dev),
-           "cpu_s": cpu + (child1 - child0) if child0 is not None and child1 is not None else None,
+           "cpu_s": (cpu + (child1 - child0) if child0 is not None and child1 is not None and backend == "local"
+                     else None),
            "master_cpu_s": cpu, "episodes": len(results), "max_steps": max_steps, "workers": n_workers,
            "lanes": lanes, "population": population, "renderer": renderer if spec.id == "CarRacing-v3" else "ale",
-           "torch_threads": torch.get_num_threads()}
+           "torch_threads": torch.get_num_threads(), "backend": backend}
     return _finish(out)
 
 
@@ -560,6 +576,9 @@ def main(argv: list[str] | None = None) -> int:
     env_args(p_engine, 0)
     p_engine.add_argument("--lanes", type=int, default=0, help="default min(32, episodes)")
     p_engine.add_argument("--renderer", choices=("fast", "exact", "official"), default="fast")
+    p_engine.add_argument("--backend", choices=("local", "ray"), default="local",
+                          help="ray: env workers as Ray actors (CPU of the actors is not counted)")
+    p_engine.add_argument("--ray-address", default="", help="Ray cluster (default: a new local instance)")
     p_engine.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p_engine.add_argument("--torch-threads", type=int, default=0,
                           help="torch threads in the master (default: leave torch's default)")
@@ -598,7 +617,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "engine":
         res = run_engine(args.env, args.episodes, args.max_steps, args.workers or usable_cpus(), args.lanes,
                          args.renderer, args.device, args.population, args.seed, args.profile,
-                         args.torch_threads)
+                         args.torch_threads, args.backend, args.ray_address)
         _print_result(res, args.json)
     elif args.cmd == "naive":
         res = run_naive(args.env, args.episodes, args.max_steps, args.workers or usable_cpus(),

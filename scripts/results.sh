@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The commands behind the README's results table and ablations (laptop budget: 2 CPU cores,
+# no GPU, the bundled `quick` config: 105 min of training + the final 100-episode evaluation).
+#
+#   scripts/results.sh ENV [VARIANT] [OUT]
+#     ENV      carracing | pong | breakout
+#     VARIANT  full (default) | v-only (C sees z only, no M) | untrained-m (M keeps its random
+#              initial weights) | no-dream (dream.gens=0) | one-round (rounds=1)
+#     OUT      run folder (default runs/quick-ENV-VARIANT)
+#
+# The final score (mean ± std over 100 official episodes on unseen seeds) is printed at the end
+# and lands in OUT/curriculum_results.json; `wm-report OUT` makes the tables and plots, and
+#   wm-play --env ENV --ckpt OUT/<env>/best.pt --episodes 100 --json
+# reproduces it.
+set -euo pipefail
+env=${1:?usage: scripts/results.sh carracing|pong|breakout [full|v-only|untrained-m|no-dream|one-round] [OUT]}
+variant=${2:-full}
+out=${3:-runs/quick-$env-$variant}
+case $variant in
+  full) extra=() ;;
+  v-only) extra=(--set controller.use_h=false) ;;
+  untrained-m) extra=(--set mdnrnn.epochs=0) ;;
+  no-dream) extra=(--set dream.gens=0) ;;
+  one-round) extra=(--set rounds=1) ;;
+  *) echo "results.sh: unknown variant $variant" >&2; exit 2 ;;
+esac
+exec wm-train --envs "$env" --config quick --out "$out" "${extra[@]}"
