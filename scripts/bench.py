@@ -197,7 +197,7 @@ def run_engine(env: str, episodes: int, max_steps: int, workers: int, lanes: int
                                          backend=where) as engine:
         # not timed: one forward pass (lazy init, CUDA context, kernels), as a trainer's later generations
         warm = agent.policy(params, lanes, dev)
-        warm.act(np.zeros((lanes, 64, 64, 3), np.uint8), np.ones(lanes, bool))
+        warm.act(np.zeros((lanes, 64, 64, 3), np.uint8), range(lanes))
         _sync(dev)
         pids = [w.process.pid for w in engine.workers if getattr(w, "process", None) is not None]
         prof = None
@@ -256,8 +256,7 @@ def _naive_worker(conn, env_id: str, pairs: list, population: int, max_steps: in
         agent = Agent.build(spec, Z_DIM, HIDDEN, GAUSSIANS)
         params = candidate_params(agent.controller.n_params, population, seed)
         env = make_env(spec, renderer="official", max_steps=max_steps)
-        active = np.ones(1, bool)
-        agent.policy(params[:1], 1, "cpu").act(np.zeros((1, 64, 64, 3), np.uint8), active)  # warm-up
+        agent.policy(params[:1], 1, "cpu").act(np.zeros((1, 64, 64, 3), np.uint8), [0])  # warm-up
     except Exception as exc:  # noqa: BLE001 - reported to the master
         conn.send(("error", repr(exc)))
         return
@@ -271,7 +270,7 @@ def _naive_worker(conn, env_id: str, pairs: list, population: int, max_steps: in
         obs, _ = env.reset(seed=env_seed)
         frame = preprocess(obs, spec)[None]
         while True:
-            action = policy.act(frame, active)[0]
+            action = policy.act(frame, [0])[0]
             obs, _reward, terminated, truncated, _ = env.step(action)
             steps += 1
             frame = preprocess(obs, spec)[None]

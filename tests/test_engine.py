@@ -30,11 +30,10 @@ class Logged:
         self.lane_ep[lane] = (episode.seed, episode.candidate)
         self.actions[self.lane_ep[lane]] = []
 
-    def act(self, obs, active):
-        acts = self.inner.act(obs, active)
-        for lane, on in enumerate(active):
-            if on:
-                self.actions[self.lane_ep[lane]].append(np.array(acts[lane], dtype=np.float64))
+    def act(self, obs, lanes):
+        acts = self.inner.act(obs, lanes)
+        for lane, action in zip(lanes, acts):
+            self.actions[self.lane_ep[lane]].append(np.array(action, dtype=np.float64))
         return acts
 
     def observe(self, *args):
@@ -55,11 +54,11 @@ def run_engine(workers, lanes=4, kill_at=None, renderer="fast", sig=signal.SIGKI
             original = policy.act
             count = {"n": 0}
 
-            def act(obs, active):
+            def act(obs, lanes):
                 count["n"] += 1
                 if count["n"] == kill_at:
                     os.kill(engine.workers[1].process.pid, sig)
-                return original(obs, active)
+                return original(obs, lanes)
 
             policy.act = act
         results = engine.run(EPISODES, policy)

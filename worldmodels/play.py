@@ -300,11 +300,10 @@ def run_episode(agent: Agent, policy, env, seed: int, on_step: Callable[[Step], 
     Returns (score, steps, finished)."""
     raw, _ = env.reset(seed=seed)
     policy.start(0, Episode(seed))
-    active = np.array([True])
     total, step = 0.0, 0
     while True:
         seen = preprocess(raw, agent.spec)
-        action = policy.act(seen[None], active)[0]
+        action = policy.act(seen[None], [0])[0]
         if on_step is not None and not on_step(Step(raw, seen, policy.z, action, step, total)):
             return total, step, False
         raw, reward, terminated, truncated, _ = env.step(action)

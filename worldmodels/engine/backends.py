@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from collections import deque
 from pathlib import Path
 
 from ..errors import UserError
@@ -168,11 +169,13 @@ class RayWorker:
         self.timeout = timeout
         self.actor = None
         self.pid = None
+        self.refs: deque = deque()  # answers of the requests sent, oldest first
         self._start()
 
     def _start(self) -> None:
         import ray
 
+        self.refs.clear()
         self.actor = _remote_actor().options(scheduling_strategy="SPREAD").remote(*self.args)
         try:
             self.where = ray.get(self.actor.info.remote(), timeout=max(self.timeout, 120.0))
@@ -181,13 +184,13 @@ class RayWorker:
         self.pid = self.where["pid"]
 
     def send(self, msg: tuple) -> None:
-        self.ref = self.actor.handle.remote(msg)
+        self.refs.append(self.actor.handle.remote(msg))  # an actor runs one caller's calls in order
 
     def receive(self):
         import ray
 
         try:
-            return ray.get(self.ref, timeout=self.timeout)
+            return ray.get(self.refs.popleft(), timeout=self.timeout)
         except ray.exceptions.GetTimeoutError:
             raise WorkerError(f"Ray env actor pid {self.pid} on {self.where['host']} did not answer "
                               f"within {self.timeout:.0f} s") from None

@@ -41,15 +41,19 @@ class WorldModelPolicy:
             self.rngs[lane] = np.random.default_rng([episode.seed, 7])
 
     @torch.no_grad()
-    def act(self, obs: np.ndarray, active: np.ndarray) -> list:
-        self.z, _ = self.vae.encode(frames_to_tensor(obs, self.device))
-        features = torch.cat([self.z, self.h], dim=1) if self.use_h else self.z
-        raw = self.controller.raw(self.weight, self.bias, features, self.candidate).cpu()
+    def act(self, obs: np.ndarray, lanes) -> list:
+        lanes = list(lanes)
+        idx = torch.as_tensor(lanes, dtype=torch.long, device=self.device)
+        z, _ = self.vae.encode(frames_to_tensor(obs[lanes], self.device))
+        h, c = self.h[idx], self.c[idx]
+        features = torch.cat([z, h], dim=1) if self.use_h else z
+        raw = self.controller.raw(self.weight, self.bias, features, self.candidate[idx]).cpu()
         actions = list(self.controller.to_env(raw))
         if self.noise > 0:
-            actions = [self._explore(lane, a) if active[lane] else a for lane, a in enumerate(actions)]
+            actions = [self._explore(lane, a) for lane, a in zip(lanes, actions)]
         a_model = self.controller.to_model_input(np.stack(actions)).to(self.device)
-        self.h, self.c = self.mdnrnn.step(self.z, a_model, (self.h, self.c))
+        h, c = self.mdnrnn.step(z, a_model, (h, c))
+        self.z[idx], self.h[idx], self.c[idx] = z, h, c
         return actions
 
     def _explore(self, lane: int, action):
@@ -122,12 +126,9 @@ class ExplorePolicy:
                              rng.uniform(0, 0.3) if rng.random() < 0.1 else 0.0], np.float32)
         return rng.uniform(self.low, self.high).astype(np.float32)
 
-    def act(self, obs: np.ndarray, active: np.ndarray) -> list:
+    def act(self, obs: np.ndarray, lanes) -> list:
         actions = []
-        for lane, is_active in enumerate(active):
-            if not is_active:
-                actions.append(self.prev[lane] if self.prev[lane] is not None else self._idle())
-                continue
+        for lane in lanes:
             rng, prev = self.rngs[lane], self.prev[lane]
             if self.carracing and not self.random and rng.random() < MODE_SWITCH[self.follow[lane]]:
                 self.follow[lane] = not self.follow[lane]
@@ -144,9 +145,6 @@ class ExplorePolicy:
             self.prev[lane] = action
             actions.append(action)
         return actions
-
-    def _idle(self):
-        return 0 if self.spec.action_kind == "discrete" else np.zeros(self.spec.action_dim, np.float32)
 
     def observe(self, lane, action, obs, reward, terminated, truncated) -> None:
         pass
@@ -174,12 +172,12 @@ class Recorder:
         self.buffers[lane] = {"obs": [], "actions": [], "rewards": [], "terminated": [], "truncated": []}
         self.pending_first[lane] = True
 
-    def act(self, obs: np.ndarray, active: np.ndarray) -> list:
-        for lane, is_active in enumerate(active):
-            if is_active and self.pending_first[lane]:
+    def act(self, obs: np.ndarray, lanes) -> list:
+        for lane in lanes:
+            if self.pending_first[lane]:
                 self.buffers[lane]["obs"].append(obs[lane].copy())
                 self.pending_first[lane] = False
-        return self.policy.act(obs, active)
+        return self.policy.act(obs, lanes)
 
     def observe(self, lane, action, obs, reward, terminated, truncated) -> None:
         buf = self.buffers[lane]

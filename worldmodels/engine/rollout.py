@@ -83,7 +83,13 @@ def policy_threads(process_workers: int) -> int:
 
 class LaneEngine:
     """Runs lists of episodes on `lanes` envs spread over the workers of a backend (default:
-    `workers` local processes)."""
+    `workers` local processes).
+
+    The lanes form two fixed groups (even and odd lanes). While the workers step one group,
+    the master computes the other group's actions, so env stepping and inference overlap. Each
+    worker holds lanes of both groups (lane i lives on worker (i // 2) % W). The groups depend
+    only on the number of lanes, so batches, and results, do not depend on the workers.
+    """
 
     def __init__(self, spec: EnvSpec, lanes: int, workers: int = 0, renderer: str = "official",
                  max_steps: int = 0, timeout: float = 300.0, backend=None):
@@ -91,17 +97,19 @@ class LaneEngine:
         self.lanes = lanes
         backend = backend or LocalBackend(workers)
         n_workers = backend.worker_count(lanes)
-        self.lane_worker = [i % n_workers for i in range(lanes)]
+        self.lane_worker = [(i // 2) % n_workers for i in range(lanes)]
+        self.groups = [list(range(g, lanes, 2)) for g in range(min(2, lanes))]
         self.workers = []
         try:
             for w in range(n_workers):
                 self.workers.append(backend.make_worker(
-                    spec.to_dict(), [lane for lane in range(lanes) if lane % n_workers == w],
+                    spec.to_dict(), [lane for lane in range(lanes) if self.lane_worker[lane] == w],
                     renderer, max_steps, timeout, n_workers))
         except BaseException:
             self.close()
             raise
         backend.started(self.workers)
+        self.pending: list[deque] = [deque() for _ in self.workers]  # requests sent, not yet answered
         self.history: dict[int, tuple[int, list]] = {}
         self.replaced = 0
         self.threads = policy_threads(backend.local_processes(n_workers))
@@ -117,38 +125,49 @@ class LaneEngine:
     def __exit__(self, *exc):
         self.close()
 
-    # -- one round trip to every worker that has work --------------------------------------
-    def _exchange(self, kind: str, per_lane: dict[int, object]) -> dict[int, object]:
+    # -- requests to workers: send now, collect the answers later --------------------------
+    def _post(self, kind: str, per_lane: dict[int, object]) -> list[int]:
+        """Send one request per worker that has lanes in per_lane; returns those workers."""
         per_worker: dict[int, dict] = {}
         for lane, value in per_lane.items():
             per_worker.setdefault(self.lane_worker[lane], {})[lane] = value
         for w, payload in per_worker.items():
-            self._send(w, (kind, payload))
-        out: dict[int, object] = {}
-        for w, payload in per_worker.items():
-            out.update(self._receive(w, (kind, payload)))
-        return out
-
-    def _send(self, w: int, msg: tuple) -> None:
-        try:
-            self.workers[w].send(msg)
-        except WorkerError as exc:
-            self._recover(w, exc)
-            self.workers[w].send(msg)
-
-    def _receive(self, w: int, msg: tuple):
-        for attempt in range(3):
+            msg = (kind, payload)
             try:
-                return self.workers[w].receive()
+                self.workers[w].send(msg)
             except WorkerError as exc:
-                if attempt == 2:
-                    raise
                 self._recover(w, exc)
                 self.workers[w].send(msg)
-        raise AssertionError("unreachable")  # pragma: no cover
+            self.pending[w].append(msg)
+        return list(per_worker)
+
+    def _collect(self, workers: list[int]) -> dict[int, object]:
+        """The oldest answer of each of these workers, merged by lane."""
+        out: dict[int, object] = {}
+        for w in workers:
+            for attempt in range(3):
+                try:
+                    out.update(self.workers[w].receive())
+                    break
+                except WorkerError as exc:
+                    if attempt == 2:
+                        raise
+                    self._recover(w, exc)
+            self.pending[w].popleft()
+        return out
+
+    def _exchange(self, kind: str, per_lane: dict[int, object]) -> dict[int, object]:
+        return self._collect(self._post(kind, per_lane))
+
+    def _drain(self) -> None:
+        """Collect and drop every answer still owed (an aborted run leaves some)."""
+        for w, queue in enumerate(self.pending):
+            while queue:
+                self._collect([w])
 
     def _recover(self, w: int, exc: Exception) -> None:
-        """Replace a dead or hung worker and replay its lanes' episodes up to where they were."""
+        """Replace a dead or hung worker, replay its lanes' episodes up to their last answered
+        step, and send again the requests it had not answered."""
         log.warning("env worker %d failed (%s); replacing it and replaying its episodes", w, exc)
         self.replaced += 1
         worker = self.workers[w]
@@ -157,6 +176,8 @@ class LaneEngine:
         if histories:
             worker.send(("replay", histories))
             worker.receive()
+        for msg in self.pending[w]:
+            worker.send(msg)
 
     # -- the episode loop ------------------------------------------------------------------
     def run(self, episodes: list[Episode], policy: Policy,
@@ -170,7 +191,16 @@ class LaneEngine:
         step; when it says yes, the run returns at once with the episodes finished so far.
         """
         with torch_threads(self.threads):
-            return self._run(episodes, policy, on_result, keep_going, abort)
+            try:
+                return self._run(episodes, policy, on_result, keep_going, abort)
+            finally:
+                try:
+                    self._drain()  # an aborted or failed run leaves answers owed
+                except WorkerError:
+                    for w, queue in enumerate(self.pending):
+                        if queue:
+                            self.workers[w].restart()
+                            queue.clear()
 
     def _run(self, episodes, policy, on_result, keep_going, abort) -> list[EpisodeResult]:
         queue = deque(enumerate(episodes))
@@ -179,42 +209,54 @@ class LaneEngine:
         lengths = np.zeros(self.lanes, np.int64)
         obs = np.zeros((self.lanes, FRAME, FRAME, 3), np.uint8)
         results: dict[int, EpisodeResult] = {}
+        resets: dict[int, int] = {}  # lane -> seed, sent with its group's next request
         self.steps = 0
 
         def assign(lanes: list[int]) -> None:
-            seeds = {}
             for lane in lanes:
                 if queue and (keep_going is None or keep_going()):
                     index, episode = queue.popleft()
                     lane_episode[lane] = index
                     returns[lane], lengths[lane] = 0.0, 0
-                    seeds[lane] = episode.seed
+                    resets[lane] = episode.seed
                     self.history[lane] = (episode.seed, [])
                     policy.start(lane, episode)
                 else:
                     lane_episode[lane] = None
                     self.history.pop(lane, None)
-            for lane, frame in self._exchange("reset", seeds).items():
-                obs[lane] = frame
+
+        def launch(group: list[int]):
+            """Act for the group's running lanes and send their steps, with the resets of its
+            lanes that start an episode; None when the group has nothing to do."""
+            lanes = [lane for lane in group if lane_episode[lane] is not None and lane not in resets]
+            orders = {lane: ("reset", resets.pop(lane)) for lane in group if lane in resets}
+            if lanes:
+                orders.update((lane, ("step", a)) for lane, a in zip(lanes, policy.act(obs, lanes)))
+            return (group, orders, self._post("work", orders)) if orders else None
 
         assign(list(range(self.lanes)))
-        while any(e is not None for e in lane_episode):
+        for lane, (frame,) in self._exchange("work", {lane: ("reset", resets.pop(lane))
+                                                      for lane in list(resets)}).items():
+            obs[lane] = frame
+        in_flight = deque(x for x in map(launch, self.groups) if x is not None)
+        while in_flight:
             if abort is not None and abort():
                 self.history.clear()
                 break
-            active = np.array([e is not None for e in lane_episode])
-            actions = policy.act(obs, active)
-            stepped = {lane: actions[lane] for lane in range(self.lanes) if active[lane]}
-            answers = self._exchange("step", stepped)
-            for lane, action in stepped.items():  # after the step: a replay redoes only finished steps
-                self.history[lane][1].append(action)
+            group, orders, workers = in_flight.popleft()
+            answers = self._collect(workers)
             finished = []
-            for lane, (frame, reward, terminated, truncated) in sorted(answers.items()):
-                obs[lane] = frame
+            for lane, answer in sorted(answers.items()):
+                obs[lane] = answer[0]
+                if orders[lane][0] == "reset":
+                    continue
+                action = orders[lane][1]
+                self.history[lane][1].append(action)  # after the step: a replay redoes only answered steps
+                _, reward, terminated, truncated = answer
                 returns[lane] += reward
                 lengths[lane] += 1
                 self.steps += 1
-                policy.observe(lane, stepped[lane], frame, reward, terminated, truncated)
+                policy.observe(lane, action, answer[0], reward, terminated, truncated)
                 if terminated or truncated:
                     index = lane_episode[lane]
                     episode = episodes[index]
@@ -225,7 +267,8 @@ class LaneEngine:
                     if on_result is not None:
                         on_result(result)
                     finished.append(lane)
-            if finished:
-                assign(finished)
+            assign(finished)
+            nxt = launch(group)
+            if nxt is not None:
+                in_flight.append(nxt)
         return [results[i] for i in sorted(results)]
-

@@ -1,8 +1,9 @@
 """Environment workers: they only step environments and preprocess frames. No torch here.
 
-A worker owns a fixed set of lanes (one env each). The master sends one message per step:
-actions for the lanes being stepped, or seeds for the lanes being reset, or whole action
-histories to replay after a worker was replaced. Frames come back through shared memory
+A worker owns a fixed set of lanes (one env each). The master sends one message per step of a
+lane group: for each lane, an action to step or a seed to reset with; or whole action histories
+to replay after a worker was replaced. Every answer maps lane -> (frame, ...): (frame, reward,
+terminated, truncated) for a step, (frame,) for a reset or replay. Frames come back through shared memory
 (one 64x64x3 slot per lane); the pipe carries only rewards and flags. Workers exit when the master goes away:
 the pipe closes (EOF), and on Linux the kernel also sends SIGKILL on parent death.
 """
@@ -14,6 +15,7 @@ import os
 import signal
 import sys
 import traceback
+from collections import deque
 from multiprocessing import shared_memory
 
 import numpy as np
@@ -42,28 +44,26 @@ class LaneEnvs:
             self.envs[lane] = self.make()
         return self.envs[lane].reset(seed=int(seed))
 
-    def reset(self, seeds: dict[int, int]) -> dict[int, np.ndarray]:
+    def work(self, orders: dict[int, tuple]) -> dict[int, tuple]:
+        """orders: lane -> ("step", action) or ("reset", seed)."""
         out = {}
-        for lane, seed in seeds.items():
-            obs, _ = self._reset_one(lane, seed)
-            out[lane] = preprocess(obs, self.spec)
+        for lane, (what, value) in orders.items():
+            if what == "reset":
+                obs, _ = self._reset_one(lane, value)
+                out[lane] = (preprocess(obs, self.spec),)
+            else:
+                obs, reward, terminated, truncated, _ = self.envs[lane].step(value)
+                out[lane] = (preprocess(obs, self.spec), float(reward), bool(terminated), bool(truncated))
         return out
 
-    def step(self, actions: dict[int, object]) -> dict[int, tuple]:
-        out = {}
-        for lane, action in actions.items():
-            obs, reward, terminated, truncated, _ = self.envs[lane].step(action)
-            out[lane] = (preprocess(obs, self.spec), float(reward), bool(terminated), bool(truncated))
-        return out
-
-    def replay(self, histories: dict[int, tuple[int, list]]) -> dict[int, np.ndarray]:
+    def replay(self, histories: dict[int, tuple[int, list]]) -> dict[int, tuple]:
         """Reset each lane with its seed and step its recorded actions: the env is back in place."""
         out = {}
         for lane, (seed, actions) in histories.items():
             obs, _ = self._reset_one(lane, seed)
             for action in actions:
                 obs, *_ = self.envs[lane].step(action)
-            out[lane] = preprocess(obs, self.spec)
+            out[lane] = (preprocess(obs, self.spec),)
         return out
 
     def handle(self, msg: tuple):
@@ -84,22 +84,17 @@ def _die_with_parent() -> None:
             pass
 
 
-def _frames_to_shared(kind: str, result: dict, frames: np.ndarray, slot: dict[int, int]) -> dict:
+def _frames_to_shared(result: dict, frames: np.ndarray, slot: dict[int, int]) -> dict:
     """Move the frames of an answer into shared memory; the pipe carries only the scalars."""
     for lane, value in result.items():
-        if kind == "step":
-            frames[slot[lane]] = value[0]
-            result[lane] = (None, *value[1:])
-        else:  # reset, replay: the value is the frame
-            frames[slot[lane]] = value
-            result[lane] = None
+        frames[slot[lane]] = value[0]
+        result[lane] = (None, *value[1:])
     return result
 
 
-def _frames_from_shared(kind: str, result: dict, frames: np.ndarray, slot: dict[int, int]) -> dict:
+def _frames_from_shared(result: dict, frames: np.ndarray, slot: dict[int, int]) -> dict:
     for lane, value in result.items():
-        frame = frames[slot[lane]].copy()
-        result[lane] = (frame, *value[1:]) if kind == "step" else frame
+        result[lane] = (frames[slot[lane]].copy(), *value[1:])
     return result
 
 
@@ -123,7 +118,7 @@ def worker_main(conn, spec: dict, lanes: list[int], renderer: str, max_steps: in
         if msg is None:
             break
         try:
-            conn.send(("ok", _frames_to_shared(msg[0], envs.handle(msg), frames, slot)))
+            conn.send(("ok", _frames_to_shared(envs.handle(msg), frames, slot)))
         except Exception:  # noqa: BLE001 - reported to the master
             conn.send(("error", traceback.format_exc()))
     envs.close()
@@ -132,7 +127,8 @@ def worker_main(conn, spec: dict, lanes: list[int], renderer: str, max_steps: in
 
 
 class ProcessWorker:
-    """A worker process behind a pipe; call() raises WorkerError on death, hang or error."""
+    """A worker process behind a pipe. send() starts a request and receive() collects the
+    oldest answer (requests may queue up); both raise WorkerError on death, hang or error."""
 
     def __init__(self, spec: dict, lanes: list[int], renderer: str, max_steps: int, timeout: float):
         self.args = (spec, lanes, renderer, max_steps)
@@ -165,7 +161,6 @@ class ProcessWorker:
 
     def send(self, msg: tuple) -> None:
         """Start a request; receive() collects the answer (so many workers run at once)."""
-        self.kind = msg[0]
         try:
             self.conn.send(msg)
         except (BrokenPipeError, OSError):
@@ -175,7 +170,7 @@ class ProcessWorker:
         status, result = self._recv(self.timeout)
         if status != "ok":
             raise WorkerError(f"worker pid {self.process.pid} raised: {result.strip().splitlines()[-1]}")
-        return _frames_from_shared(self.kind, result, self.frames, self.slot)
+        return _frames_from_shared(result, self.frames, self.slot)
 
     def restart(self) -> None:
         self.close(kill=True)
@@ -204,12 +199,13 @@ class InlineWorker:
         self.lanes = lanes
         self.envs = LaneEnvs(spec, lanes, renderer, max_steps)
         self.process = None
+        self.results: deque = deque()
 
     def send(self, msg: tuple) -> None:
-        self._result = self.envs.handle(msg)
+        self.results.append(self.envs.handle(msg))
 
     def receive(self):
-        return self._result
+        return self.results.popleft()
 
     def restart(self) -> None:  # pragma: no cover - an inline worker cannot die alone
         pass
