@@ -142,3 +142,14 @@ def test_explore_policy_keeps_carracing_on_the_road():
         explore = [r.ret for r in engine.run(seeds, ExplorePolicy(CAR, lanes))]
         random = [r.ret for r in engine.run(seeds, ExplorePolicy(CAR, lanes, "random"))]
     assert min(explore) > 40 and max(random) < 40
+
+
+def test_explore_episode_depends_on_its_seed_only():
+    """Nothing carries over from the lane's previous episode (a resumed collection reruns
+    missing rollouts on other lanes and must record the same data)."""
+    with LaneEngine(CAR, 1, workers=1, renderer="fast", max_steps=120) as engine:
+        alone = Logged(ExplorePolicy(CAR, 1), 1)
+        engine.run([Episode(6)], alone)
+        after = Logged(ExplorePolicy(CAR, 1), 1)
+        engine.run([Episode(5), Episode(6)], after)
+    assert np.array_equal(np.stack(alone.actions[(6, 0)]), np.stack(after.actions[(6, 0)]))

@@ -102,6 +102,7 @@ class ExplorePolicy:
         self.rngs[lane] = np.random.default_rng([episode.seed, 11])
         self.prev[lane] = None
         self.follow[lane] = not self.random and self.carracing
+        self.gas[lane] = 0.2  # nothing carries over from the lane's previous episode
 
     def _follow_road(self, lane: int, frame: np.ndarray) -> np.ndarray:
         """Steer toward the mean column of the road pixels a little ahead of the car."""
