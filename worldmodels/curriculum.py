@@ -18,7 +18,7 @@ from .checkpoint import (atomic_write_text, load_bundle, load_state, load_torch,
                          save_torch, write_json)
 from .config import STAGES, TrainConfig, changed_training_keys, to_dict
 from .engine.backends import make_backend
-from .engine.rollout import LaneEngine, default_workers
+from .engine.rollout import LaneEngine
 from .envs import probe_spec, resolve_env_ids, slug
 from .errors import RunFolderError, UserError
 from .hooks import Hook, default_hooks
@@ -72,7 +72,7 @@ class EnvContext:
         self.run_dir = run.out
         self.env_dir = run.out / self.spec.slug
         self.env_dir.mkdir(parents=True, exist_ok=True)
-        self.device, self.workers, self.backend, self.hooks = run.device, run.workers, run.backend, run.hooks
+        self.device, self.backend, self.hooks = run.device, run.backend, run.hooks
         self.log = run.log
         self.round, self.stage = 0, None
         self.should_stop, self.stop_reason, self.early_stopped = False, None, False
@@ -233,7 +233,6 @@ class Run:
         for env_id in self.env_ids:  # reject unusable envs before anything is written
             probe_spec(env_id)
         self.device = resolve_device(cfg.device)
-        self.workers = cfg.workers or default_workers()
         self.hooks = hooks if hooks is not None else default_hooks(cfg)
         self.interrupt = Interrupt()
         self.versions = versions()

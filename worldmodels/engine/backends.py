@@ -152,8 +152,8 @@ def _remote_actor():
         import ray
 
         # num_cpus=0: an eval engine's actors live beside the controller engine's (only one steps
-        # at a time), and CPU-counted actors would wait forever for each other's CPUs. SPREAD
-        # placement still puts them on every node.
+        # at a time), and CPU-counted actors would wait forever for each other's CPUs.
+        # _placement() still puts them on every node.
         _REMOTE = ray.remote(num_cpus=0, max_restarts=0)(EnvActor)
     return _REMOTE
 
@@ -163,10 +163,12 @@ class RayWorker:
 
     process = None
 
-    def __init__(self, spec: dict, lanes: list[int], renderer: str, max_steps: int, timeout: float):
+    def __init__(self, spec: dict, lanes: list[int], renderer: str, max_steps: int, timeout: float,
+                 index: int = 0):
         self.args = (spec, lanes, renderer, max_steps)
         self.lanes = lanes
         self.timeout = timeout
+        self.index = index
         self.actor = None
         self.pid = None
         self.refs: deque = deque()  # answers of the requests sent, oldest first
@@ -176,7 +178,7 @@ class RayWorker:
         import ray
 
         self.refs.clear()
-        self.actor = _remote_actor().options(scheduling_strategy="SPREAD").remote(*self.args)
+        self.actor = _remote_actor().options(scheduling_strategy=_placement(self.index)).remote(*self.args)
         try:
             self.where = ray.get(self.actor.info.remote(), timeout=max(self.timeout, 120.0))
         except Exception as exc:  # noqa: BLE001 - any Ray failure is a worker failure
@@ -215,6 +217,21 @@ class RayWorker:
             self.actor = None
 
 
+def _placement(index: int):
+    """Worker `index` goes to the node holding the index-th CPU of the alive nodes (round robin
+    over CPU slots), so actors spread by CPU. The nodes are listed anew for every actor, so a
+    replacement for an actor whose node died goes to a node that is alive. (Ray's SPREAD, and
+    even a soft node affinity, put every actor of a small test cluster on one node.)"""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    slots = [node["NodeID"] for node in sorted((n for n in ray.nodes() if n.get("Alive")), key=lambda n: n["NodeID"])
+             for _ in range(max(1, int(node.get("Resources", {}).get("CPU", 1))))]
+    if not slots:
+        return "SPREAD"
+    return NodeAffinitySchedulingStrategy(node_id=slots[index % len(slots)], soft=False)
+
+
 def _one_line(exc: BaseException) -> str:
     lines = [line for line in str(exc).strip().splitlines() if line.strip()]
     return lines[-1] if lines else type(exc).__name__
@@ -251,7 +268,7 @@ class RayBackend:
         nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
         self.address = address or "local"
         self.workers = workers or max(1, cpus)
-        self.log_fn, self.placed = log_fn, False
+        self.log_fn, self.placed, self.made = log_fn, False, 0
         self.summary = f"Ray cluster {self.address}: {nodes} node(s), {cpus} CPU(s), up to {self.workers} env actors"
         if log_fn is not None:
             log_fn(self.summary)
@@ -264,7 +281,8 @@ class RayBackend:
 
     def make_worker(self, spec: dict, lanes: list[int], renderer: str, max_steps: int, timeout: float,
                     n_workers: int):
-        return RayWorker(spec, lanes, renderer, max_steps, timeout)
+        self.made += 1
+        return RayWorker(spec, lanes, renderer, max_steps, timeout, index=self.made - 1)
 
     def started(self, workers: list) -> None:
         """Say once where the first engine's actors landed."""

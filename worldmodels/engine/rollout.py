@@ -15,7 +15,7 @@ from typing import Callable, Protocol
 import numpy as np
 
 from ..envs import FRAME, EnvSpec
-from .backends import LocalBackend, default_workers  # noqa: F401 - default_workers re-exported
+from .backends import LocalBackend
 from .workers import WorkerError
 
 log = logging.getLogger("worldmodels")
