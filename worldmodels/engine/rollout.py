@@ -126,13 +126,13 @@ class LaneEngine:
         self.close()
 
     # -- requests to workers: send now, collect the answers later --------------------------
-    def _post(self, kind: str, per_lane: dict[int, object]) -> list[int]:
-        """Send one request per worker that has lanes in per_lane; returns those workers."""
+    def _post(self, orders: dict[int, tuple]) -> list[int]:
+        """Send one "work" request per worker that has lanes in orders; returns those workers."""
         per_worker: dict[int, dict] = {}
-        for lane, value in per_lane.items():
-            per_worker.setdefault(self.lane_worker[lane], {})[lane] = value
+        for lane, order in orders.items():
+            per_worker.setdefault(self.lane_worker[lane], {})[lane] = order
         for w, payload in per_worker.items():
-            msg = (kind, payload)
+            msg = ("work", payload)
             try:
                 self.workers[w].send(msg)
             except WorkerError as exc:
@@ -155,9 +155,6 @@ class LaneEngine:
                     self._recover(w, exc)
             self.pending[w].popleft()
         return out
-
-    def _exchange(self, kind: str, per_lane: dict[int, object]) -> dict[int, object]:
-        return self._collect(self._post(kind, per_lane))
 
     def _drain(self) -> None:
         """Collect and drop every answer still owed (an aborted run leaves some)."""
@@ -232,12 +229,9 @@ class LaneEngine:
             orders = {lane: ("reset", resets.pop(lane)) for lane in group if lane in resets}
             if lanes:
                 orders.update((lane, ("step", a)) for lane, a in zip(lanes, policy.act(obs, lanes)))
-            return (group, orders, self._post("work", orders)) if orders else None
+            return (group, orders, self._post(orders)) if orders else None
 
         assign(list(range(self.lanes)))
-        for lane, (frame,) in self._exchange("work", {lane: ("reset", resets.pop(lane))
-                                                      for lane in list(resets)}).items():
-            obs[lane] = frame
         in_flight = deque(x for x in map(launch, self.groups) if x is not None)
         while in_flight:
             if abort is not None and abort():
