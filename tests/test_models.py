@@ -98,3 +98,21 @@ def test_controller_discrete_argmax_and_one_hot():
     raw = torch.tensor([[0.1, 0.9, 0.0, 0.2], [2.0, 0.0, 0.0, 0.0]])
     assert c.to_env(raw).tolist() == [1, 0]
     assert c.to_model_input(np.array([1, 3])).tolist() == [[0, 1, 0, 0], [0, 0, 0, 1]]
+
+
+def test_object_weights_mark_the_ball_and_raise_its_loss():
+    from worldmodels.models.vae import object_weights
+
+    background = torch.full((3, 64, 64), 0.3)
+    x = background.expand(2, 3, 64, 64).clone()
+    x[0, :, 10:12, 20:22] = 0.9  # a 2x2 ball in frame 0; frame 1 is background only
+    w = object_weights(x, background, weight=10.0)
+    assert w.shape == (2, 1, 64, 64)
+    assert (w[0, 0, 10:12, 20:22] == 11.0).all() and w[0].sum().item() == 64 * 64 + 4 * 10
+    assert (w[1] == 1.0).all()
+    # a reconstruction that drops the ball pays 11x more for it than under plain L2
+    recon = background.expand(2, 3, 64, 64).clone()
+    mu, logvar = torch.zeros(2, 8), torch.zeros(2, 8)
+    _, plain, _ = vae_loss(recon, x, mu, logvar, kl_tolerance=0.0)
+    _, weighted, _ = vae_loss(recon, x, mu, logvar, kl_tolerance=0.0, weight=w)
+    assert plain.item() > 0 and weighted.item() == pytest.approx(11 * plain.item(), rel=1e-5)

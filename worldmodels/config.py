@@ -38,6 +38,13 @@ class VAEConfig:
     lr: float = 1e-4
     kl_tolerance: float = 0.5
     """Free bits: the KL term is floored at kl_tolerance * z_dim per frame."""
+    object_weight: float = 10.0
+    """Atari only: pixels that differ from the data's median frame (ball, paddles, bricks) weigh
+    1 + object_weight in the reconstruction loss, so V keeps the 1-2 pixel ball. 0 = plain L2."""
+    ae_warmup: int = 1000
+    """Atari only: the first ae_warmup batches train V as a plain autoencoder (z = mu, no KL).
+    On Pong the sampling noise otherwise hides the small objects' gradient and V outputs the
+    mean frame for thousands of batches. 0 = a VAE from the first batch."""
     shuffle_files: int = 32
     """Rollout files held in memory at once by the streaming loader (frames are shuffled across them)."""
 

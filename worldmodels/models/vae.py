@@ -53,12 +53,30 @@ def frames_to_tensor(frames, device: torch.device | str = "cpu") -> torch.Tensor
 
 
 def vae_loss(recon: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
-             kl_tolerance: float = 0.5) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+             kl_tolerance: float = 0.5, weight: torch.Tensor | None = None, beta: float = 1.0
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """L2 reconstruction (sum over pixels) + KL floored at kl_tolerance * z_dim ("free bits").
 
+    weight: optional per-pixel weights broadcastable to x (see object_weights); beta: the KL
+    term's weight in the loss (0 = a plain autoencoder's loss).
     Returns (loss, recon_loss, kl), each a scalar averaged over the batch.
     """
-    recon_loss = F.mse_loss(recon, x, reduction="none").flatten(1).sum(1).mean()
+    err = F.mse_loss(recon, x, reduction="none")
+    if weight is not None:
+        err = err * weight
+    recon_loss = err.flatten(1).sum(1).mean()
     kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1)
     kl = kl.clamp(min=kl_tolerance * mu.shape[1]).mean()
-    return recon_loss + kl, recon_loss, kl
+    return recon_loss + beta * kl, recon_loss, kl
+
+
+def object_weights(x: torch.Tensor, background: torch.Tensor, weight: float,
+                   threshold: float = 0.1) -> torch.Tensor:
+    """Per-pixel loss weights [B, 1, H, W]: 1 + weight where a frame differs from the background.
+
+    x [B, 3, H, W] and background [3, H, W] in [0, 1]. On Atari the background is the median
+    frame of the data, so the pixels that differ are the ball, the paddles and the bricks:
+    a few pixels that a plain L2 loss lets the VAE drop at almost no cost.
+    """
+    moving = (x - background).abs().amax(dim=1, keepdim=True) > threshold
+    return 1.0 + weight * moving.float()

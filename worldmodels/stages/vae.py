@@ -9,7 +9,7 @@ import torch
 
 from ..checkpoint import save_npz, save_torch
 from ..errors import UserError
-from ..models.vae import ConvVAE, frames_to_tensor, vae_loss
+from ..models.vae import ConvVAE, frames_to_tensor, object_weights, vae_loss
 from . import StepReport, resume_training, seed_torch
 
 
@@ -40,6 +40,16 @@ def count_frames(files: list[Path]) -> int:
     return total
 
 
+def median_frame(files: list[Path], n_files: int = 64, per_file: int = 32) -> np.ndarray:
+    """The per-pixel median of frames spread over the data: uint8 [64, 64, 3] (the static background)."""
+    picks = [files[i] for i in np.unique(np.linspace(0, len(files) - 1, min(n_files, len(files))).astype(int))]
+    frames = []
+    for path in picks:
+        obs = load_obs(path)
+        frames.append(obs[np.unique(np.linspace(0, len(obs) - 1, min(per_file, len(obs))).astype(int))])
+    return np.median(np.concatenate(frames), axis=0).astype(np.uint8)
+
+
 def run(ctx):
     cfg = ctx.cfg.vae
     files = rollout_files(ctx.env_dir)
@@ -52,6 +62,10 @@ def run(ctx):
     state_path = ctx.env_dir / "vae_state.pt"
     start = resume_training(ctx, vae, opt, "vae", "VAE")
     batches_per_epoch = math.ceil(count_frames(files) / cfg.batch_size)
+    background = None
+    atari = ctx.spec.id.startswith("ALE/")
+    if cfg.object_weight > 0 and atari:
+        background = frames_to_tensor(median_frame(files)[None], ctx.device)[0]
     ctx.progress(batches_per_epoch * cfg.epochs, batches_per_epoch * start)
     for epoch in range(start, cfg.epochs):
         rng = np.random.default_rng([ctx.cfg.seed, ctx.round, epoch, 202])
@@ -59,12 +73,20 @@ def run(ctx):
         vae.train()
         sums = np.zeros(3)
         count = 0
+        step = epoch * batches_per_epoch  # batches trained before this epoch
         for batch in frame_batches(files, cfg.batch_size, cfg.shuffle_files, rng):
             if ctx.interrupted():
                 return  # the partial epoch is dropped; the last epoch's checkpoint stands
             x = frames_to_tensor(batch, ctx.device)
-            recon, mu, logvar = vae(x)
-            loss, rec, kl = vae_loss(recon, x, mu, logvar, cfg.kl_tolerance)
+            warmup = atari and step < cfg.ae_warmup
+            if warmup:
+                mu, logvar = vae.encode(x)
+                recon = vae.decode(mu)
+            else:
+                recon, mu, logvar = vae(x)
+            weight = None if background is None else object_weights(x, background, cfg.object_weight)
+            loss, rec, kl = vae_loss(recon, x, mu, logvar, cfg.kl_tolerance, weight, beta=0.0 if warmup else 1.0)
+            step += 1
             if not torch.isfinite(loss):
                 raise UserError(f"VAE loss became {loss.item()} in epoch {epoch}; training stopped, "
                                 f"the last good weights are in {state_path}; try a lower vae.lr")
