@@ -63,3 +63,10 @@ def test_changed_training_keys_ignores_budget_keys():
     old = to_dict(build_config(["smoke"]))
     new = to_dict(build_config(["smoke"], ["max_gens=50", "patience=3", "workers=1", "vae.epochs=2", "seed=4"]))
     assert changed_training_keys(old, new) == ["seed", "vae.epochs"]
+
+
+def test_a_key_added_since_the_run_counts_as_its_default():
+    old = to_dict(build_config(["smoke"]))
+    del old["vae"]["object_weight"]  # a run folder written before the key existed
+    assert changed_training_keys(old, to_dict(build_config(["smoke"]))) == []
+    assert changed_training_keys(old, to_dict(build_config(["smoke"], ["vae.object_weight=3"]))) == ["vae.object_weight"]

@@ -317,6 +317,10 @@ def flatten(data: dict, prefix: str = "") -> dict[str, Any]:
 
 
 def changed_training_keys(old: dict, new: dict) -> list[str]:
-    """Keys whose change would alter what an earlier run already trained."""
-    a, b = flatten(old), flatten(new)
+    """Keys whose change would alter what an earlier run already trained.
+
+    A key that the earlier run's config lacks (added in a later version) counts as its default.
+    """
+    a = {**flatten(to_dict(TrainConfig())), **flatten(old)}
+    b = flatten(new)
     return sorted(k for k in set(a) | set(b) if k not in RESUMABLE_KEYS and a.get(k) != b.get(k))
