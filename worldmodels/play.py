@@ -170,13 +170,18 @@ class Window:
         self.title, self.period = title, 1.0 / max(fps, 1e-3)
         self.next_t: float | None = None
         self.shown = False
+        self.mapped = False
         cv2.namedWindow(title, cv2.WINDOW_AUTOSIZE | cv2.WINDOW_GUI_NORMAL)
 
     def closed(self) -> bool:
+        """The user closed the window. A window the X server has not mapped yet (a busy
+        machine) is not visible either, so 'not visible' counts only after it was visible."""
         try:
-            return cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) < 1
+            visible = cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) >= 1
         except cv2.error:
             return True
+        self.mapped = self.mapped or visible
+        return self.mapped and not visible
 
     def show(self, frame: np.ndarray) -> bool:
         """Show one RGB frame and wait until its time is up; False when the user quit."""
