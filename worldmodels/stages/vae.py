@@ -40,13 +40,17 @@ def count_frames(files: list[Path]) -> int:
     return total
 
 
+def spread(n: int, k: int) -> np.ndarray:
+    """Up to k indices spread evenly over range(n)."""
+    return np.unique(np.linspace(0, n - 1, min(k, n)).astype(int))
+
+
 def median_frame(files: list[Path], n_files: int = 64, per_file: int = 32) -> np.ndarray:
     """The per-pixel median of frames spread over the data: uint8 [64, 64, 3] (the static background)."""
-    picks = [files[i] for i in np.unique(np.linspace(0, len(files) - 1, min(n_files, len(files))).astype(int))]
     frames = []
-    for path in picks:
-        obs = load_obs(path)
-        frames.append(obs[np.unique(np.linspace(0, len(obs) - 1, min(per_file, len(obs))).astype(int))])
+    for i in spread(len(files), n_files):
+        obs = load_obs(files[i])
+        frames.append(obs[spread(len(obs), per_file)])
     return np.median(np.concatenate(frames), axis=0).astype(np.uint8)
 
 
