@@ -23,6 +23,10 @@ class CollectConfig:
     """Rollouts collected per env and round."""
     max_steps: int = 1000
     """Cap on the length of one collected rollout (env steps)."""
+    min_frames: int = 0
+    """After `rollouts`, go on collecting rollouts until the round holds at least this many
+    frames (0 = off), so an env whose exploring episodes end early (Breakout: ~180 steps) gives
+    V as much data as one that runs to max_steps. At most 10 x rollouts in all."""
     policy: str = "explore"
     """'explore' (random actions with momentum, forward bias on CarRacing) or 'random'."""
     noise: float = 0.3
@@ -269,6 +273,7 @@ def validate(cfg: TrainConfig) -> None:
         (cfg.backend in ("local", "ray"), "backend must be local or ray"),
         (cfg.collect.rollouts >= 1, "collect.rollouts must be >= 1"),
         (cfg.collect.max_steps >= 1, "collect.max_steps must be >= 1"),
+        (cfg.collect.min_frames >= 0, "collect.min_frames must be >= 0"),
         (cfg.collect.policy in ("explore", "random"), "collect.policy must be explore or random"),
         (cfg.vae.z_dim >= 1 and cfg.vae.epochs >= 0 and cfg.vae.batch_size >= 1, "vae sizes must be positive"),
         (cfg.mdnrnn.hidden >= 1 and cfg.mdnrnn.gaussians >= 1 and cfg.mdnrnn.seq_len >= 2

@@ -20,22 +20,41 @@ def rollout_length(path) -> int:
         return int(data["rewards"].shape[0])
 
 
+def _seeds(cfg, round_: int, stream: int, n: int) -> np.ndarray:
+    return np.random.default_rng([cfg.seed, round_, stream]).integers(0, TRAIN_SEED_END, n)
+
+
 def run(ctx):
     cfg = ctx.cfg
     out = data_dir(ctx, ctx.round)
     n = cfg.collect.rollouts
-    seeds = np.random.default_rng([cfg.seed, ctx.round, 101]).integers(0, TRAIN_SEED_END, n)
+    cap = 10 * n  # min_frames tops up with at most 9 x rollouts more
+    seeds = _seeds(cfg, ctx.round, 101, n)
+    extra_seeds = _seeds(cfg, ctx.round, 102, cap - n)  # its own stream: the first n stay as they were
     todo = [Episode(int(seeds[i]), tag=i) for i in range(n) if not (out / f"ep_{i:06d}.npz").exists()]
     # Env steps = the count before this round's collection + the steps of the rollouts on disk,
     # so a collection killed halfway and resumed counts every kept step exactly once.
     base = ctx.manifest.setdefault("collect_base", {}).setdefault(str(ctx.round), ctx.env_steps)
-    ctx.env_steps = base + sum(rollout_length(p) for p in out.glob("ep_*.npz"))
+    on_disk = {int(p.stem[3:]): rollout_length(p) for p in out.glob("ep_*.npz")}
+    ctx.env_steps = base + sum(on_disk.values())
     ctx.save_manifest()
-    if len(todo) < n:
-        ctx.log(f"collect: {n - len(todo)} of {n} rollouts already on disk, collecting the rest")
+    if on_disk:
+        ctx.log(f"collect: {len(on_disk)} of {n} rollouts already on disk, collecting the rest")
+
+    def top_up() -> list[Episode]:
+        """The next rollouts past the first n while the round holds fewer than min_frames frames:
+        as many as the mean length so far says are missing."""
+        frames = sum(on_disk.values())
+        if frames >= cfg.collect.min_frames or len(on_disk) < n:
+            return []
+        need = -(-(cfg.collect.min_frames - frames) * len(on_disk) // max(frames, 1))
+        free = [i for i in range(n, cap) if i not in on_disk][:need]  # holes a stop left first
+        return [Episode(int(extra_seeds[i - n]), tag=i) for i in free]
+
+    todo = todo or top_up()
     if not todo:
         return
-    ctx.progress(n, n - len(todo))
+    ctx.progress(n if len(on_disk) < n else len(on_disk) + len(todo), len(on_disk))
     lanes = min(cfg.controller.slots, len(todo))
     best = ctx.env_dir / "best.pt"
     if ctx.round == 0 or not best.exists():
@@ -46,20 +65,28 @@ def run(ctx):
     recorder = Recorder(inner, lanes, lambda ep: out / f"ep_{ep.tag:06d}.npz")
     chunk = max(lanes * 4, 1)
 
-    def count(length: int) -> None:
+    def count(tag: int, length: int) -> None:
+        on_disk[tag] = length
         ctx.env_steps += length
         ctx.tick(1)
 
-    done = n - len(todo)
+    index = 0
     with LaneEngine(ctx.spec, lanes, backend=ctx.backend, renderer=cfg.renderer,
                     max_steps=cfg.collect.max_steps) as engine:
-        for index, start in enumerate(range(0, len(todo), chunk)):
-            results = engine.run(todo[start:start + chunk], recorder, on_result=lambda r: count(r.length),
-                                 keep_going=lambda: not ctx.out_of_budget(),
-                                 abort=ctx.interrupted)  # finished rollouts are on disk already
-            done += len(results)
-            yield StepReport("collect", index, {"rollouts": done, "env_steps": ctx.env_steps,
-                                                 "mean_return": float(np.mean([r.ret for r in results] or [0]))},
-                             total=n)
-            if ctx.out_of_budget() or ctx.interrupted():
-                break
+        while todo:
+            for start in range(0, len(todo), chunk):
+                batch = todo[start:start + chunk]
+                results = engine.run(batch, recorder, on_result=lambda r: count(batch[r.index].tag, r.length),
+                                     keep_going=lambda: not ctx.out_of_budget(),
+                                     abort=ctx.interrupted)  # finished rollouts are on disk already
+                yield StepReport("collect", index, {"rollouts": len(on_disk), "env_steps": ctx.env_steps,
+                                                     "mean_return": float(np.mean([r.ret for r in results] or [0]))},
+                                 total=n)
+                index += 1
+                if ctx.out_of_budget() or ctx.interrupted():
+                    return
+            todo = top_up()
+            if todo:
+                ctx.log(f"collect: {sum(on_disk.values())} frames in {len(on_disk)} rollouts, fewer than "
+                        f"collect.min_frames={cfg.collect.min_frames}: {len(todo)} more")
+                ctx.progress(len(on_disk) + len(todo), len(on_disk))
