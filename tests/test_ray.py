@@ -74,6 +74,18 @@ def local_run(tmp_path_factory):
     return outcome(out)
 
 
+def wait_for_nodes(address: str, count: int, env: dict, timeout: float = 120.0) -> None:
+    """`ray start` can return before the cluster lists the new node as alive; wait until it does."""
+    probe = ("import sys, time, ray\n"
+             "ray.init(address=sys.argv[1], logging_level='ERROR')\n"
+             "deadline = time.time() + float(sys.argv[3])\n"
+             "while sum(1 for n in ray.nodes() if n.get('Alive')) < int(sys.argv[2]):\n"
+             "    if time.time() > deadline: sys.exit('not every node came up')\n"
+             "    time.sleep(0.5)\n")
+    subprocess.run([sys.executable, "-c", probe, address, str(count), str(timeout)], env=env, check=True,
+                   capture_output=True, timeout=timeout + 60)
+
+
 @pytest.fixture(scope="module")
 def ray_cluster(tmp_path_factory):
     """Head + a second node on loopback, one CPU each, with a token of their own."""
@@ -89,6 +101,7 @@ def ray_cluster(tmp_path_factory):
                        timeout=180)
         subprocess.run(["ray", "start", "--address", address, "--node-ip-address", "127.0.0.1", *common],
                        env=env, check=True, capture_output=True, timeout=180)
+        wait_for_nodes(address, 2, env)
         yield address, token
     finally:
         subprocess.run(["ray", "stop", "--force"], env=env, capture_output=True, timeout=120)
@@ -100,7 +113,9 @@ def test_cluster_run_gives_the_local_results(ray_cluster, local_run, tmp_path):
     rc, stdout, err = train(tmp_path / "run", "--backend", "ray", "--ray-address", address,
                             env={"RAY_AUTH_TOKEN_PATH": str(token)})
     assert rc == 0, err[-3000:]
-    assert "2 node(s)" in err and "on 2 node(s)" in err  # the cluster and the actors' placement
+    placement = [line for line in err.splitlines() if "node(s)" in line]
+    # the cluster and the actors' placement
+    assert any("2 node(s)" in line for line in placement) and any("on 2 node(s)" in line for line in placement), placement
     assert outcome(tmp_path / "run") == local_run
     assert (tmp_path / "run" / "carracing" / "data" / "round0").is_dir()  # collected data on the head
 
