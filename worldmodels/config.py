@@ -83,6 +83,11 @@ class ControllerConfig:
     """Episodes run in lockstep (one batch); fixed by the config so results do not depend on workers."""
     use_h: bool = True
     """Feed M's hidden state h to C (False = the paper's 'V only' ablation)."""
+    normalize: bool = False
+    """CMA-ES searches W, b for standardized inputs (z and h minus their mean over the collected
+    data, over their std), as ARS does; the saved controller has the standardization folded in.
+    Without it, on Breakout every candidate near the mean chose LEFT on every frame (16 equal
+    fitnesses per generation), because C's inputs barely change across frames."""
 
 
 @dataclass

@@ -21,6 +21,7 @@ from ..engine.rollout import Episode, LaneEngine
 from ..errors import UserError
 from . import StepReport
 from .encode import encoded_dir
+from .vae import spread
 
 
 def new_strategy(n_params: int, cfg, seed: int) -> cma.CMAEvolutionStrategy:
@@ -56,6 +57,39 @@ def start_z(ctx) -> torch.Tensor:
     return ctx._start_z
 
 
+@torch.no_grad()
+def feature_stats(ctx, agent, max_rollouts: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std of C's inputs over the collected data: z = V's mu of each frame, h = M's
+    state along each rollout before that frame (as the policy sees them)."""
+    files = sorted(encoded_dir(ctx).glob("*.npz"))
+    if not files:
+        raise UserError(f"controller.normalize needs encoded rollouts in {encoded_dir(ctx)}; run the encode stage")
+    device = next(agent.mdnrnn.parameters()).device
+    feats = []
+    for i in spread(len(files), max_rollouts):
+        with np.load(files[i]) as data:
+            a = torch.as_tensor(data["actions"].astype(np.float32), device=device)
+            z = torch.as_tensor(data["mu"][:len(a)].astype(np.float32), device=device)  # frames C acted on
+        if agent.use_h:
+            out, _ = agent.mdnrnn.lstm(torch.cat([z, a], dim=-1).unsqueeze(0))
+            h = torch.cat([torch.zeros_like(out[0, :1]), out[0, :-1]])
+            z = torch.cat([z, h], dim=1)
+        feats.append(z.cpu())
+    x = torch.cat(feats).double()
+    return x.mean(0).float().numpy(), x.std(0).clamp_min(1e-2).float().numpy()
+
+
+def controller_params(solutions: np.ndarray, controller, norm) -> np.ndarray:
+    """CMA-ES's vectors -> the controller's: W' (x - center) / scale + b' = W x + b with
+    W = W' / scale and b = b' - W center. norm None: unchanged."""
+    if norm is None:
+        return solutions
+    center, scale = (torch.as_tensor(v) for v in norm)
+    w, b = controller.unflatten(solutions)
+    w = w / scale
+    return controller.flatten(w, b - w @ center)
+
+
 def run(ctx):
     cfg = ctx.cfg
     agent = ctx.load_agent()
@@ -70,6 +104,13 @@ def run(ctx):
     else:
         es = new_strategy(n_params, cfg, cfg.seed)
         gen, wall = 0, 0.0
+    norm = None
+    if cfg.controller.normalize:  # per round: later rounds retrain V and M
+        saved = state.get("norm") if state is not None else None
+        norm = saved[1:] if saved is not None and saved[0] == ctx.round else feature_stats(ctx, agent)
+        if saved is None or saved[0] != ctx.round:
+            ctx.log(f"controller: inputs standardized (std over the data: {float(norm[1].min()):.3g} to "
+                    f"{float(norm[1].max()):.3g})")
     last_gen = gens_for_round(cfg, ctx.round)
     pop, reps = cfg.controller.pop_size, cfg.controller.rollouts
     lanes = min(cfg.controller.slots, pop * reps)
@@ -83,7 +124,8 @@ def run(ctx):
                 ctx.stop(ctx.budget_reason())
                 break
             start = time.perf_counter()
-            solutions = np.asarray(es.ask())
+            asked = np.asarray(es.ask())
+            solutions = controller_params(asked, agent.controller, norm)
             dreaming = gen < cfg.dream.gens
             if dreaming:
                 returns, steps = dream_returns(
@@ -101,7 +143,7 @@ def run(ctx):
                 steps = engine.steps
                 ctx.env_steps += steps
             fitness = finite_fitness(returns.mean(axis=1))
-            es.tell(list(solutions), list(-fitness))
+            es.tell(list(asked), list(-fitness))
             seconds = time.perf_counter() - start
             wall += seconds
             best = int(np.argmax(fitness))
@@ -111,10 +153,12 @@ def run(ctx):
                        "steps_per_s": steps / max(seconds, 1e-9), "wall_s": wall}
             state = {"gen": gen, "es": es.pickle_dumps(), "rng": rng.bit_generator.state, "wall_s": wall,
                      "env_steps": ctx.env_steps, "round": ctx.round}
+            if norm is not None:
+                state["norm"] = (ctx.round, *norm)
             ctx.tick(1)
             yield StepReport("controller", gen, metrics, state=state,
                              state_path=ctx.env_dir / "controller" / "state.pkl",
-                             extra={"best_params": solutions[best], "mean_params": np.asarray(es.mean)},
+                             extra={"best_params": solutions[best], "mean_params": controller_params(np.asarray(es.mean).reshape(1, -1), agent.controller, norm)[0]},
                              total=last_gen)
             gen += 1
             if ctx.interrupted():

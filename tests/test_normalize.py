@@ -1,0 +1,42 @@
+"""controller.normalize: CMA-ES searches weights for standardized inputs; the saved controller
+has the standardization folded in, so wm-play and the engine need nothing else."""
+import numpy as np
+import torch
+
+from worldmodels.checkpoint import load_state
+from worldmodels.config import build_config
+from worldmodels.curriculum import Run
+from worldmodels.models.controller import Controller
+from worldmodels.stages.controller import controller_params
+
+
+def test_folded_params_act_like_standardized_inputs():
+    rng = np.random.default_rng(0)
+    for kind, dim in (("discrete", 4), ("box", 3)):
+        ctrl = Controller(10, kind, dim, [-1.0] * dim if kind == "box" else None, [1.0] * dim if kind == "box" else None)
+        asked = rng.normal(size=(5, ctrl.n_params))
+        center, scale = rng.normal(size=10).astype(np.float32), rng.uniform(0.01, 3, 10).astype(np.float32)
+        x = torch.as_tensor(rng.normal(size=(5, 10)) * 2 + 1, dtype=torch.float32)
+        cand = torch.arange(5)
+        w_std, b_std = ctrl.unflatten(asked)
+        want = ctrl.raw(w_std, b_std, (x - torch.as_tensor(center)) / torch.as_tensor(scale), cand)
+        w, b = ctrl.unflatten(controller_params(asked, ctrl, (center, scale)))
+        assert torch.allclose(ctrl.raw(w, b, x, cand), want, atol=1e-4)
+        assert controller_params(asked, ctrl, None) is asked
+
+
+def test_normalized_controller_stage_saves_stats_and_folded_best(tmp_path):
+    cfg = build_config(["smoke"], ["envs=pong", "workers=1", "max_gens=2", "controller.normalize=true"])
+    lines = []
+    Run(cfg, tmp_path / "run", ["test"], log_fn=lines.append).run()
+    assert any("inputs standardized" in line for line in lines)
+    env = tmp_path / "run" / "pong"
+    state = load_state(env / "controller" / "state.pkl")
+    round_, center, scale = state["norm"]
+    in_dim = 8 + 32  # smoke: z 8, h 32
+    assert round_ == 0 and center.shape == (in_dim,) and scale.shape == (in_dim,) and (scale >= 1e-2).all()
+    assert np.abs(center).max() > 0  # the data's mean, not a placeholder
+    bundle = torch.load(env / "best.pt", weights_only=True)
+    params = bundle["controller"]["params"].numpy()
+    assert params.shape == (Controller(in_dim, "discrete", 6).n_params,)
+    assert np.isfinite(params).all()
