@@ -86,8 +86,9 @@ class ControllerConfig:
     normalize: bool = False
     """CMA-ES searches W, b for standardized inputs (z and h minus their mean over the collected
     data, over their std), as ARS does; the saved controller has the standardization folded in.
-    Without it, on Breakout every candidate near the mean chose LEFT on every frame (16 equal
-    fitnesses per generation), because C's inputs barely change across frames."""
+    Made for Breakout, where every candidate near the mean chose LEFT on every frame (16 equal
+    fitnesses in most generations); there it did not help (15 generations): z does not encode
+    Breakout's ball, so hugging a wall is the best C can find either way. Unmeasured elsewhere."""
 
 
 @dataclass
