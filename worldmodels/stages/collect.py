@@ -39,7 +39,7 @@ def run(ctx):
     ctx.env_steps = base + sum(on_disk.values())
     ctx.save_manifest()
     if on_disk:
-        ctx.log(f"collect: {len(on_disk)} of {n} rollouts already on disk, collecting the rest")
+        ctx.log(f"collect: {len(on_disk)} rollouts already on disk, collecting the rest")
 
     def top_up() -> list[Episode]:
         """The next rollouts past the first n while the round holds fewer than min_frames frames:
