@@ -19,6 +19,7 @@ import torch
 
 from worldmodels.checkpoint import load_torch
 from worldmodels.models.vae import ConvVAE, frames_to_tensor
+from worldmodels.stages.vae import spread
 
 # (rows, cols) of the 64x64 frame where the ball is the only thing that moves.
 REGIONS = {"pong": (slice(0, 64), slice(12, 52)), "breakout": (slice(26, 58), slice(0, 64))}
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     if not files or not (env_dir / "vae.pt").exists():
         print(f"ball_probe: {env_dir} has no collected data or no vae.pt", file=sys.stderr)
         return 2
-    files = [files[i] for i in np.unique(np.linspace(0, len(files) - 1, args.rollouts).astype(int))]
+    files = [files[i] for i in spread(len(files), args.rollouts)]
     frames, where = ball_frames(files, REGIONS[args.env])
     bundle = load_torch(env_dir / "vae.pt")
     vae = ConvVAE(bundle["z_dim"])
