@@ -2,6 +2,8 @@
 one compressed .npz per rollout, collected by the lane engine's parallel workers."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from ..agent import TRAIN_SEED_END, Agent
@@ -62,7 +64,8 @@ def run(ctx):
     else:  # best.pt carries the V and M its controller was trained with, whatever round that was
         agent, params = Agent.from_bundle(load_bundle(best))
         inner = agent.to(ctx.device).policy(params.reshape(1, -1), lanes, ctx.device, noise=cfg.collect.noise)
-    recorder = Recorder(inner, lanes, lambda ep: out / f"ep_{ep.tag:06d}.npz")
+    writers = min(8, max(1, (os.cpu_count() or 2) // 4))
+    recorder = Recorder(inner, lanes, lambda ep: out / f"ep_{ep.tag:06d}.npz", writers=writers)
     chunk = max(lanes * 4, 1)
 
     def count(tag: int, length: int) -> None:
@@ -71,22 +74,26 @@ def run(ctx):
         ctx.tick(1)
 
     index = 0
-    with LaneEngine(ctx.spec, lanes, backend=ctx.backend, renderer=cfg.renderer,
-                    max_steps=cfg.collect.max_steps) as engine:
-        while todo:
-            for start in range(0, len(todo), chunk):
-                batch = todo[start:start + chunk]
-                results = engine.run(batch, recorder, on_result=lambda r: count(batch[r.index].tag, r.length),
-                                     keep_going=lambda: not ctx.out_of_budget(),
-                                     abort=ctx.interrupted)  # finished rollouts are on disk already
-                yield StepReport("collect", index, {"rollouts": len(on_disk), "env_steps": ctx.env_steps,
-                                                     "mean_return": float(np.mean([r.ret for r in results] or [0]))},
-                                 total=n)
-                index += 1
-                if ctx.out_of_budget() or ctx.interrupted():
-                    return
-            todo = top_up()
-            if todo:
-                ctx.log(f"collect: {sum(on_disk.values())} frames in {len(on_disk)} rollouts, fewer than "
-                        f"collect.min_frames={cfg.collect.min_frames}: {len(todo)} more")
-                ctx.progress(len(on_disk) + len(todo), len(on_disk))
+    try:
+        with LaneEngine(ctx.spec, lanes, backend=ctx.backend, renderer=cfg.renderer,
+                        max_steps=cfg.collect.max_steps) as engine:
+            while todo:
+                for start in range(0, len(todo), chunk):
+                    batch = todo[start:start + chunk]
+                    results = engine.run(batch, recorder, on_result=lambda r: count(batch[r.index].tag, r.length),
+                                         keep_going=lambda: not ctx.out_of_budget(),
+                                         abort=ctx.interrupted)
+                    recorder.flush()  # the chunk's rollouts are on disk before its report
+                    yield StepReport("collect", index, {"rollouts": len(on_disk), "env_steps": ctx.env_steps,
+                                                         "mean_return": float(np.mean([r.ret for r in results] or [0]))},
+                                     total=n)
+                    index += 1
+                    if ctx.out_of_budget() or ctx.interrupted():
+                        return
+                todo = top_up()
+                if todo:
+                    ctx.log(f"collect: {sum(on_disk.values())} frames in {len(on_disk)} rollouts, fewer than "
+                            f"collect.min_frames={cfg.collect.min_frames}: {len(todo)} more")
+                    ctx.progress(len(on_disk) + len(todo), len(on_disk))
+    finally:
+        recorder.close()  # every finished rollout is on disk before V reads them

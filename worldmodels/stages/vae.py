@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -22,14 +23,24 @@ def load_obs(path: Path) -> np.ndarray:
         return data["obs"]
 
 
-def frame_batches(files: list[Path], batch_size: int, files_at_once: int, rng: np.random.Generator):
-    """Stream shuffled uint8 batches [B, 64, 64, 3]: only `files_at_once` rollouts in memory."""
+def frame_batches(files: list[Path], batch_size: int, files_at_once: int, rng: np.random.Generator,
+                  threads: int = 4):
+    """Stream shuffled uint8 batches [B, 64, 64, 3]: `files_at_once` rollouts in memory, and the
+    next group loading (decompressing) in `threads` background threads while this one trains.
+    The batches do not depend on `threads`."""
     order = rng.permutation(len(files))
-    for start in range(0, len(order), files_at_once):
-        frames = np.concatenate([load_obs(files[i]) for i in order[start:start + files_at_once]])
-        perm = rng.permutation(len(frames))
-        for b in range(0, len(perm), batch_size):
-            yield frames[perm[b:b + batch_size]]
+    groups = [order[s:s + files_at_once] for s in range(0, len(order), files_at_once)]
+    with ThreadPoolExecutor(max(1, threads), thread_name_prefix="vae-load") as pool:
+        def submit(k: int) -> list:
+            return [pool.submit(load_obs, files[i]) for i in groups[k]] if k < len(groups) else []
+
+        ahead = submit(0)
+        for k in range(len(groups)):
+            frames = np.concatenate([f.result() for f in ahead])
+            ahead = submit(k + 1)
+            perm = rng.permutation(len(frames))
+            for b in range(0, len(perm), batch_size):
+                yield frames[perm[b:b + batch_size]]
 
 
 def count_frames(files: list[Path]) -> int:
