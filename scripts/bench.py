@@ -241,8 +241,10 @@ def run_engine(env: str, episodes: int, max_steps: int, workers: int, lanes: int
 
 
 # -- naive ------------------------------------------------------------------------------------
-def _naive_worker(conn, env_id: str, pairs: list, population: int, max_steps: int, seed: int) -> None:
-    """One process, its own V+M+C (1 torch thread), one official env stepped at batch 1."""
+def _naive_worker(conn, env_id: str, pairs: list, population: int, max_steps: int, seed: int,
+                  model: bool = True) -> None:
+    """One process, its own V+M+C (1 torch thread), one official env stepped at batch 1.
+    model False: the official env alone with random actions (the env-only rate of W processes)."""
     try:
         import torch
 
@@ -257,6 +259,7 @@ def _naive_worker(conn, env_id: str, pairs: list, population: int, max_steps: in
         params = candidate_params(agent.controller.n_params, population, seed)
         env = make_env(spec, renderer="official", max_steps=max_steps)
         agent.policy(params[:1], 1, "cpu").act(np.zeros((1, 64, 64, 3), np.uint8), [0])  # warm-up
+        env.action_space.seed(seed)
     except Exception as exc:  # noqa: BLE001 - reported to the master
         conn.send(("error", repr(exc)))
         return
@@ -270,10 +273,11 @@ def _naive_worker(conn, env_id: str, pairs: list, population: int, max_steps: in
         obs, _ = env.reset(seed=env_seed)
         frame = preprocess(obs, spec)[None]
         while True:
-            action = policy.act(frame, [0])[0]
+            action = policy.act(frame, [0])[0] if model else env.action_space.sample()
             obs, _reward, terminated, truncated, _ = env.step(action)
             steps += 1
-            frame = preprocess(obs, spec)[None]
+            if model:
+                frame = preprocess(obs, spec)[None]
             if terminated or truncated:
                 break
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -283,7 +287,7 @@ def _naive_worker(conn, env_id: str, pairs: list, population: int, max_steps: in
 
 
 def run_naive(env: str, episodes: int, max_steps: int, workers: int, population: int = 16,
-              seed: int = 0) -> dict:
+              seed: int = 0, model: bool = True) -> dict:
     spec = _build_spec(env)
     population, pairs = workload(episodes, population, seed)
     workers = max(1, min(workers, len(pairs)))
@@ -292,7 +296,7 @@ def run_naive(env: str, episodes: int, max_steps: int, workers: int, population:
     for w in range(workers):
         parent, child = ctx.Pipe()
         proc = ctx.Process(target=_naive_worker, daemon=True,
-                           args=(child, spec.id, pairs[w::workers], population, max_steps, seed))
+                           args=(child, spec.id, pairs[w::workers], population, max_steps, seed, model))
         proc.start()
         child.close()
         procs.append(proc)
@@ -319,7 +323,7 @@ def run_naive(env: str, episodes: int, max_steps: int, workers: int, population:
             if proc.is_alive():  # pragma: no cover
                 proc.kill()
                 proc.join(2.0)
-    out = {"mode": "naive", "env": spec.id, "env_steps": sum(r["steps"] for r in reports), "seconds": seconds,
+    out = {"mode": "naive" if model else "official-env", "env": spec.id, "env_steps": sum(r["steps"] for r in reports), "seconds": seconds,
            "peak_rss_mb": self_peak_rss_mb() + sum(r["peak_rss_mb"] for r in reports), "device": "cpu",
            "cpu_s": cpu + sum(r["cpu_s"] for r in reports), "master_cpu_s": cpu,
            "worker_seconds": [r["seconds"] for r in reports], "episodes": len(pairs), "max_steps": max_steps,
@@ -469,21 +473,24 @@ def default_run(args) -> dict:
     for rep in range(args.repeats):
         for env in args.envs:
             variants = [("engine" if t == 0 else f"engine/{t}t", t) for t in args.engine_threads] + [("naive", 0)]
+            if env == "carracing":  # the official env alone in the same W processes
+                variants.append(("official-env", 0))
             if rep % 2:
                 variants.reverse()
             for mode, threads in variants:
                 extra = ["--lanes", str(lanes), "--renderer", args.renderer, "--device", args.device,
                          "--torch-threads", str(threads)] if mode.startswith("engine") else []
-                res = run_sub([mode.split("/")[0], "--env", env, *common, *extra])
+                cmd = ["naive", "--env-only"] if mode == "official-env" else [mode.split("/")[0]]
+                res = run_sub([*cmd, "--env", env, *common, *extra])
                 runs.setdefault((env, mode), []).append(res)
-                print(f"  [{rep + 1}/{args.repeats}] {env:<9} {mode:<9} {res['env_steps']:>6} steps "
+                print(f"  [{rep + 1}/{args.repeats}] {env:<9} {mode:<12} {res['env_steps']:>6} steps "
                       f"{res['seconds']:7.2f} s  {res['steps_per_s']:8.1f} steps/s (wall)  "
                       f"{_fmt(res.get('steps_per_cpu_s'))} steps/cpu-s", flush=True)
     med = {key: _median_run(value) for key, value in runs.items()}
-    print(f"\n{'env':<10}{'mode':<11}{'renderer':<10}{'env steps':>10}{'seconds':>9}{'steps/s':>10}"
+    print(f"\n{'env':<10}{'mode':<14}{'renderer':<10}{'env steps':>10}{'seconds':>9}{'steps/s':>10}"
           f"{'cpu s':>8}{'steps/cpu-s':>13}{'peak RSS MB':>13}  device", flush=True)
     for (env, mode), r in sorted(med.items()):
-        print(f"{env:<10}{mode:<11}{r['renderer']:<10}{r['env_steps']:>10}{r['seconds']:>9.2f}"
+        print(f"{env:<10}{mode:<14}{r['renderer']:<10}{r['env_steps']:>10}{r['seconds']:>9.2f}"
               f"{r['steps_per_s']:>10.1f}{_fmt(r.get('cpu_s'), '.2f'):>8}{_fmt(r.get('steps_per_cpu_s')):>13}"
               f"{r['peak_rss_mb']:>13.0f}  {r['device']}", flush=True)
     print("(steps/s = env steps per wall second of the timed part; steps/cpu-s = per CPU second of the "
@@ -515,6 +522,12 @@ def default_run(args) -> dict:
             ratios["engine_per_cpu_vs_official_env_carracing"] = e["steps_per_cpu_s"] / off
             print(f"  per CPU-second: {e['steps_per_cpu_s']:.1f} vs {off:.1f} = "
                   f"{ratios['engine_per_cpu_vs_official_env_carracing']:.2f}x")
+    if ("carracing", "engine") in med and ("carracing", "official-env") in med:
+        e, o = med[("carracing", "engine")], med[("carracing", "official-env")]
+        ratios["engine_vs_official_env_w_processes_carracing"] = e["steps_per_s"] / o["steps_per_s"]
+        print(f"CarRacing engine {e['steps_per_s']:.1f} steps/s vs the official env alone in the same "
+              f"{o['workers']} processes: {o['steps_per_s']:.1f} steps/s = "
+              f"{ratios['engine_vs_official_env_w_processes_carracing']:.2f}x (GPU machine target >= 10x in 16)")
     for env in args.envs:
         if (env, "engine") in med and (env, "naive") in med:
             e, n = med[(env, "engine")], med[(env, "naive")]
@@ -542,6 +555,7 @@ def default_run(args) -> dict:
             "engine": {env: r for (env, mode), r in med.items() if mode == "engine"},
             "engine_threads": {f"{env} {mode}": r for (env, mode), r in med.items() if mode.startswith("engine/")},
             "naive": {env: r for (env, mode), r in med.items() if mode == "naive"},
+            "official_env": {env: r for (env, mode), r in med.items() if mode == "official-env"},
             "dream": dreams, "ratios": ratios, "seconds_total": total}
 
 
@@ -585,6 +599,8 @@ def main(argv: list[str] | None = None) -> int:
                           help="cProfile the timed run; print the top N entries to stderr")
     p_naive = sub.add_parser("naive", help="W processes, own V+M+C each, one official env at batch 1")
     env_args(p_naive, 0)
+    p_naive.add_argument("--env-only", action="store_true",
+                         help="no model: the official env alone with random actions in W processes")
     p_dream = sub.add_parser("dream", help="dream_returns inside M")
     p_dream.add_argument("--batch", type=int, default=1024, help="population x rollouts (1024, 16384, ...)")
     p_dream.add_argument("--population", type=int, default=0)
@@ -620,7 +636,7 @@ def main(argv: list[str] | None = None) -> int:
         _print_result(res, args.json)
     elif args.cmd == "naive":
         res = run_naive(args.env, args.episodes, args.max_steps, args.workers or usable_cpus(),
-                        args.population, args.seed)
+                        args.population, args.seed, model=not args.env_only)
         _print_result(res, args.json)
     elif args.cmd == "dream":
         res = run_dream(args.batch, args.steps, args.device, args.env, args.population, args.rollouts, args.seed)

@@ -5,7 +5,9 @@
 #   scripts/results.sh ENV [VARIANT] [OUT]
 #     ENV      carracing | pong | breakout
 #     VARIANT  full (default) | v-only (C sees z only, no M) | untrained-m (M keeps its random
-#              initial weights) | no-dream (dream.gens=0) | one-round (rounds=1)
+#              initial weights) | no-dream (dream.gens=0) | one-round (rounds=1) |
+#              gpu (the GPU budget: 16 cores + 1 GPU, config default, GPU_MINUTES (default 7)
+#              of training + the final evaluation, about 8.5 minutes in all)
 #     OUT      run folder (default runs/quick-ENV-VARIANT)
 #
 # The final score (mean ± std over 100 official episodes on unseen seeds) is printed at the end
@@ -13,15 +15,17 @@
 #   wm-play --env ENV --ckpt OUT/<env>/best.pt --episodes 100 --json
 # reproduces it.
 set -euo pipefail
-env=${1:?usage: scripts/results.sh carracing|pong|breakout [full|v-only|untrained-m|no-dream|one-round] [OUT]}
+env=${1:?usage: scripts/results.sh carracing|pong|breakout [full|v-only|untrained-m|no-dream|one-round|gpu] [OUT]}
 variant=${2:-full}
 out=${3:-runs/quick-$env-$variant}
+config=quick
 case $variant in
   full) extra=() ;;
+  gpu) config=default; extra=(--time-budget "${GPU_MINUTES:-7}" --patience 0) ;;
   v-only) extra=(--set controller.use_h=false) ;;
   untrained-m) extra=(--set mdnrnn.epochs=0) ;;
   no-dream) extra=(--set dream.gens=0) ;;
   one-round) extra=(--set rounds=1) ;;
   *) echo "results.sh: unknown variant $variant" >&2; exit 2 ;;
 esac
-exec wm-train --envs "$env" --config quick --out "$out" "${extra[@]}"
+exec wm-train --envs "$env" --config "$config" --out "$out" "${extra[@]}"

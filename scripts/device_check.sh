@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# The GPU-machine checks (16 cores + 1 GPU, no network), one part per call:
+#
+#   scripts/device_check.sh bench   # CUDA sanity, GPU-path tests, a CarRacing smoke run on the
+#                                   # GPU, then scripts/bench.py with 16 workers (issue 3's targets)
+#   scripts/device_check.sh train   # the GPU budget of issue 6: scripts/results.sh carracing gpu
+#                                   # (GPU_MINUTES=7 of training; the final evaluation on top)
+#
+# Missing packages travel as wheels in .whl/ (see the device tool's README); results go to
+# $OUT (bench.log, bench.json, train.log, curriculum_results.json, metrics.csv ...).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+part=${1:?usage: scripts/device_check.sh bench|train}
+OUT=${OUT:-/tmp/device-out}
+DEVICE=${DEVICE:-cuda} WORKERS=${WORKERS:-16}  # DEVICE=cpu WORKERS=2 tries it on a laptop
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+if ! python3 -c "import gymnasium, ale_py, cma, Box2D, pygame" 2>/dev/null && compgen -G ".whl/*.whl" >/dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    || exit 1
+  export PYTHONPATH=/tmp/site
+fi
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+if ! command -v wm-train >/dev/null; then  # the package is on PYTHONPATH, not installed: a shim
+  mkdir -p /tmp/bin
+  printf '#!/bin/sh\nexec python3 -c "import sys; from worldmodels.cli import train_main; sys.exit(train_main())" "$@"\n' \
+    > /tmp/bin/wm-train
+  chmod +x /tmp/bin/wm-train
+  export PATH=/tmp/bin:$PATH
+fi
+log() { echo "[$(date +%T)] $*"; }
+
+case $part in
+bench)
+  log "machine"
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+  nproc; python3 -c 'import torch, gymnasium, ale_py, cma; print("torch", torch.__version__, "cuda", torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else "-", "| gymnasium", gymnasium.__version__, "| ale-py", ale_py.__version__, "| cma", cma.__version__)'
+  log "GPU-path tests (device auto = cuda here)"
+  timeout 90 python3 -m pytest -q -x -p no:cacheprovider tests/test_engine.py tests/test_dream.py tests/test_io_threads.py \
+    2>&1 | tail -n 15 | tee "$OUT/tests.log"
+  log "smoke run on the GPU (CarRacing, every stage + final eval)"
+  timeout 90 wm-train --envs carracing --config smoke --out /tmp/smoke --json > "$OUT/smoke.log" 2>&1
+  echo "smoke exit $?"; tail -n 3 "$OUT/smoke.log" | cut -c1-600
+  log "benchmark"
+  timeout 200 python3 scripts/bench.py --workers "$WORKERS" --episodes 64 --max-steps 300 --lanes 64 --repeats 1 \
+    --render-steps 300 --device "$DEVICE" --json > "$OUT/bench.log" 2>&1
+  echo "bench exit $?"; tail -n 1 "$OUT/bench.log" > "$OUT/bench.json"
+  grep -v '^{' "$OUT/bench.log" | tail -n 40
+  for lanes in 128; do
+    timeout 45 python3 scripts/bench.py engine --env carracing --episodes "$lanes" --max-steps 300 --workers "$WORKERS" \
+      --lanes "$lanes" --device "$DEVICE" --json 2>&1 | tail -n 2 | head -n 1
+  done
+  log "done"
+  ;;
+train)
+  log "GPU budget: scripts/results.sh carracing gpu"
+  start=$(date +%s)
+  bash scripts/results.sh carracing gpu /tmp/gpu-run > "$OUT/train.log" 2>&1
+  code=$?
+  log "wm-train exit $code after $(( $(date +%s) - start )) s"
+  cp /tmp/gpu-run/curriculum_results.json /tmp/gpu-run/carracing/metrics.csv /tmp/gpu-run/carracing/manifest.json \
+    /tmp/gpu-run/carracing/vae_metrics.csv "$OUT"/ 2>/dev/null
+  python3 - <<'PY'
+import json
+m = json.load(open("/tmp/gpu-run/carracing/manifest.json"))
+print("wall_s", {k: round(v, 1) for k, v in m["wall_s"].items()})
+print("env_steps", m["env_steps"], "stop", m["stop_reason"], "best_eval", m["best_eval"])
+f = m.get("final_eval") or {}
+print("final", f.get("mean"), "+-", f.get("std"), "episodes", f.get("episodes"))
+PY
+  grep -v "it/s\]" "$OUT/train.log" | tail -n 25 | cut -c1-400
+  ;;
+*) echo "device_check.sh: unknown part $part" >&2; exit 2 ;;
+esac
