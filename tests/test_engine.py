@@ -153,3 +153,18 @@ def test_explore_episode_depends_on_its_seed_only():
         after = Logged(ExplorePolicy(CAR, 1), 1)
         engine.run([Episode(5), Episode(6)], after)
     assert np.array_equal(np.stack(alone.actions[(6, 0)]), np.stack(after.actions[(6, 0)]))
+
+
+def test_lane_placement_keeps_every_worker_busy_and_mixes_the_groups():
+    from worldmodels.engine.rollout import lane_placement
+
+    for workers in (1, 2, 3, 8, 16):
+        for lanes in range(workers, 4 * workers + 3):
+            place = lane_placement(lanes, workers)
+            counts = [place.count(w) for w in range(workers)]
+            assert min(counts) >= 1 and max(counts) - min(counts) <= 1, (lanes, workers, counts)
+            for w in range(workers):  # two or more lanes: both groups (even and odd lanes)
+                mine = [i for i in range(lanes) if place[i] == w]
+                if len(mine) >= 2:
+                    assert {i % 2 for i in mine} == {0, 1}, (lanes, workers, w, mine)
+    assert lane_placement(16, 16) == list(range(16))  # the 16-lane evaluation on 16 cores
