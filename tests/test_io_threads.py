@@ -77,3 +77,39 @@ def test_frame_batches_do_not_depend_on_loader_threads(tmp_path):
         assert np.array_equal(a, b)
     total = sum(len(b) for b in one)
     assert total == sum(len(np.load(p)["obs"]) for p in files)
+
+
+def test_frame_batches_with_prev_pair_each_frame_with_the_one_before_it(tmp_path):
+    files = []
+    for i, n in enumerate((4, 7, 3)):  # frame value = (rollout, step), so pairs can be checked
+        obs = np.zeros((n, 64, 64, 3), np.uint8)
+        obs[:, 0, 0, 0] = i
+        obs[:, 0, 0, 1] = np.arange(n)
+        path = tmp_path / f"ep_{i:06d}.npz"
+        save_npz(path, obs=obs, rewards=np.zeros(n - 1))
+        files.append(path)
+    plain = list(frame_batches(files, 5, 2, np.random.default_rng(3)))
+    pairs = list(frame_batches(files, 5, 2, np.random.default_rng(3), with_prev=True))
+    assert len(plain) == len(pairs)
+    seen = 0
+    for batch, (frames, prev) in zip(plain, pairs):
+        assert np.array_equal(batch, frames)  # the same batches as without prev
+        for f, p in zip(frames, prev):
+            assert f[0, 0, 0] == p[0, 0, 0]  # same rollout
+            assert p[0, 0, 1] == max(int(f[0, 0, 1]) - 1, 0)  # the step before (first: itself)
+            seen += 1
+    assert seen == 14
+
+
+def test_motion_weights_mark_what_moved_between_frames():
+    import torch
+
+    from worldmodels.models.vae import motion_weights
+
+    prev = torch.zeros(1, 3, 64, 64)
+    x = prev.clone()
+    x[0, :, 10:12, 20:22] = 1.0  # the ball arrived here
+    w = motion_weights(x, prev, 50.0)
+    assert w.shape == (1, 1, 64, 64)
+    assert float(w.sum()) == 4 * 50.0 and float(w[0, 0, 10, 20]) == 50.0
+    assert float(motion_weights(x, x, 50.0).sum()) == 0.0

@@ -45,6 +45,10 @@ class VAEConfig:
     object_weight: float = 10.0
     """Atari only: pixels that differ from the data's median frame (ball, paddles, bricks) weigh
     1 + object_weight in the reconstruction loss, so V keeps the 1-2 pixel ball. 0 = plain L2."""
+    motion_weight: float = 50.0
+    """Atari only: pixels that differ from the previous frame of the same rollout (the ball, a
+    moving paddle) weigh motion_weight more, on top of object_weight. Breakout's V kept the
+    bricks and lost the ball without it. 0 = off."""
     ae_warmup: int = 1000
     """Atari only: the first ae_warmup batches train V as a plain autoencoder (z = mu, no KL).
     On Pong the sampling noise otherwise hides the small objects' gradient and V outputs the

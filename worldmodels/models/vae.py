@@ -80,3 +80,14 @@ def object_weights(x: torch.Tensor, background: torch.Tensor, weight: float,
     """
     moving = (x - background).abs().amax(dim=1, keepdim=True) > threshold
     return 1.0 + weight * moving.float()
+
+
+def motion_weights(x: torch.Tensor, prev: torch.Tensor, weight: float, threshold: float = 0.1) -> torch.Tensor:
+    """Per-pixel loss weights [B, 1, H, W]: weight where a frame differs from the frame before it
+    in its rollout (add to object_weights). The ball moves on every frame, the wall and the
+    bricks almost never: on Breakout the median-frame weight alone let V spend z on the bricks
+    and lose the ball (probe R^2 0.34/0.19 after 1,250 batches, falling); with this term added
+    (50) the ball came back (0.66/0.60 after 1,500, rising).
+    """
+    moved = (x - prev).abs().amax(dim=1, keepdim=True) > threshold
+    return weight * moved.float()

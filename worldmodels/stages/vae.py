@@ -10,7 +10,7 @@ import torch
 
 from ..checkpoint import save_npz, save_torch
 from ..errors import UserError
-from ..models.vae import ConvVAE, frames_to_tensor, object_weights, vae_loss
+from ..models.vae import ConvVAE, frames_to_tensor, motion_weights, object_weights, vae_loss
 from . import StepReport, resume_training, seed_torch
 
 
@@ -24,10 +24,11 @@ def load_obs(path: Path) -> np.ndarray:
 
 
 def frame_batches(files: list[Path], batch_size: int, files_at_once: int, rng: np.random.Generator,
-                  threads: int = 4):
+                  threads: int = 4, with_prev: bool = False):
     """Stream shuffled uint8 batches [B, 64, 64, 3]: `files_at_once` rollouts in memory, and the
     next group loading (decompressing) in `threads` background threads while this one trains.
-    The batches do not depend on `threads`."""
+    The batches do not depend on `threads`. with_prev: (batch, the frames before them in their
+    rollouts), a rollout's first frame standing for its own previous frame."""
     order = rng.permutation(len(files))
     groups = [order[s:s + files_at_once] for s in range(0, len(order), files_at_once)]
     with ThreadPoolExecutor(max(1, threads), thread_name_prefix="vae-load") as pool:
@@ -36,11 +37,15 @@ def frame_batches(files: list[Path], batch_size: int, files_at_once: int, rng: n
 
         ahead = submit(0)
         for k in range(len(groups)):
-            frames = np.concatenate([f.result() for f in ahead])
+            parts = [f.result() for f in ahead]
+            frames = np.concatenate(parts)
             ahead = submit(k + 1)
+            prev = np.arange(len(frames)) - 1
+            prev[np.cumsum([0] + [len(p) for p in parts[:-1]])] += 1  # first frames: themselves
             perm = rng.permutation(len(frames))
             for b in range(0, len(perm), batch_size):
-                yield frames[perm[b:b + batch_size]]
+                idx = perm[b:b + batch_size]
+                yield (frames[idx], frames[prev[idx]]) if with_prev else frames[idx]
 
 
 def count_frames(files: list[Path]) -> int:
@@ -81,6 +86,7 @@ def run(ctx):
     atari = ctx.spec.id.startswith("ALE/")
     if cfg.object_weight > 0 and atari:
         background = frames_to_tensor(median_frame(files)[None], ctx.device)[0]
+    motion = atari and cfg.motion_weight > 0
     ctx.progress(batches_per_epoch * cfg.epochs, batches_per_epoch * start)
     for epoch in range(start, cfg.epochs):
         rng = np.random.default_rng([ctx.cfg.seed, ctx.round, epoch, 202])
@@ -89,9 +95,10 @@ def run(ctx):
         sums = np.zeros(3)
         count = 0
         step = epoch * batches_per_epoch  # batches trained before this epoch
-        for batch in frame_batches(files, cfg.batch_size, cfg.shuffle_files, rng):
+        for batch in frame_batches(files, cfg.batch_size, cfg.shuffle_files, rng, with_prev=motion):
             if ctx.interrupted():
                 return  # the partial epoch is dropped; the last epoch's checkpoint stands
+            batch, prev = batch if motion else (batch, None)
             x = frames_to_tensor(batch, ctx.device)
             warmup = atari and step < cfg.ae_warmup
             if warmup:
@@ -100,6 +107,9 @@ def run(ctx):
             else:
                 recon, mu, logvar = vae(x)
             weight = None if background is None else object_weights(x, background, cfg.object_weight)
+            if motion:
+                moved = motion_weights(x, frames_to_tensor(prev, ctx.device), cfg.motion_weight)
+                weight = 1.0 + moved if weight is None else weight + moved
             loss, rec, kl = vae_loss(recon, x, mu, logvar, cfg.kl_tolerance, weight, beta=0.0 if warmup else 1.0)
             step += 1
             if not torch.isfinite(loss):
