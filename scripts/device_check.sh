@@ -6,8 +6,14 @@
 #   scripts/device_check.sh train   # the GPU budget of issue 6: scripts/results.sh carracing gpu
 #                                   # (GPU_MINUTES=7 of training; the final evaluation on top)
 #
-# Missing packages travel as wheels in .whl/ (see the device tool's README); results go to
-# $OUT (bench.log, bench.json, train.log, curriculum_results.json, metrics.csv ...).
+# Missing packages travel as wheels in .whl/ (git-ignored through .git/info/exclude), made here with
+#   for p in gymnasium==1.4.0 farama-notifications==0.0.6 box2d==2.3.10 pygame-ce==2.5.8 \
+#            ale-py==0.12.1 cma==4.5.0; do python3 -m pip download --no-deps --only-binary=:all: \
+#     --python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64 \
+#     --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+#     -d .whl "$p"; done
+# and carried with the call. Results go to $OUT (bench.log, bench.json, train.log,
+# curriculum_results.json, metrics.csv ...). Measured on an H100 machine: bench 261 s, train 582 s.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 part=${1:?usage: scripts/device_check.sh bench|train}
