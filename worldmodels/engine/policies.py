@@ -168,8 +168,8 @@ class Recorder:
         self.episodes: list[Episode | None] = [None] * lanes
         self.pending_first: list[bool] = [False] * lanes
         # writers > 0: compress and write in background threads (zlib releases the GIL), so the
-        # master keeps stepping the lanes; a 1000-step CarRacing rollout takes ~0.25 s to compress,
-        # which capped a 16-core collection at ~4 rollouts/s when done inline.
+        # master keeps stepping the lanes: a 1000-step CarRacing rollout takes ~0.25 s to compress
+        # (measured on the 2-core machine), so inline writes alone would allow ~4 rollouts/s.
         self.writers = writers
         self._pool = ThreadPoolExecutor(writers, thread_name_prefix="recorder") if writers > 0 else None
         self._pending: list[Future] = []
