@@ -37,9 +37,12 @@ DEFAULT_TEMPERATURE = 1.15
 NO_DISPLAY_NOTICE = "wm-play: no usable display (DISPLAY unset or not reachable); running headless"
 
 
-def display_available(timeout: float = 10.0) -> bool:
+def display_available(timeout: float = 30.0) -> bool:
     """An X display that OpenCV can open a window on. Probed in a child process: cv2's Qt
-    backend aborts the whole process (no exception) when it has no display to talk to."""
+    backend aborts the whole process (no exception) when it has no display to talk to. The
+    timeout is generous: under heavy load on 2 cores the window test once got "no usable
+    display" with Xvfb running (a 10 s limit then; the likely cause: cv2's import and window
+    took longer), and passed alone."""
     if not os.environ.get("DISPLAY"):
         return False
     probe = "import cv2; cv2.namedWindow('probe'); cv2.waitKey(1); cv2.destroyAllWindows()"
