@@ -70,6 +70,11 @@ def vae_loss(recon: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: tor
     return recon_loss + beta * kl, recon_loss, kl
 
 
+def differs(x: torch.Tensor, ref: torch.Tensor, threshold: float) -> torch.Tensor:
+    """[B, 1, H, W] float mask: 1 where any channel of x differs from ref by more than threshold."""
+    return ((x - ref).abs().amax(dim=1, keepdim=True) > threshold).float()
+
+
 def object_weights(x: torch.Tensor, background: torch.Tensor, weight: float,
                    threshold: float = 0.1) -> torch.Tensor:
     """Per-pixel loss weights [B, 1, H, W]: 1 + weight where a frame differs from the background.
@@ -78,8 +83,7 @@ def object_weights(x: torch.Tensor, background: torch.Tensor, weight: float,
     frame of the data, so the pixels that differ are the ball, the paddles and the bricks:
     a few pixels that a plain L2 loss lets the VAE drop at almost no cost.
     """
-    moving = (x - background).abs().amax(dim=1, keepdim=True) > threshold
-    return 1.0 + weight * moving.float()
+    return 1.0 + weight * differs(x, background, threshold)
 
 
 def motion_weights(x: torch.Tensor, prev: torch.Tensor, weight: float, threshold: float = 0.1) -> torch.Tensor:
@@ -89,5 +93,4 @@ def motion_weights(x: torch.Tensor, prev: torch.Tensor, weight: float, threshold
     and lose the ball (probe R^2 0.34/0.19 after 1,250 batches, falling); with this term added
     (50) the ball came back (0.66/0.60 after 1,500, rising).
     """
-    moved = (x - prev).abs().amax(dim=1, keepdim=True) > threshold
-    return weight * moved.float()
+    return weight * differs(x, prev, threshold)
