@@ -34,20 +34,27 @@ def train(out, *extra, env=None, timeout=900, on_line=None):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env)
     lines = []
 
+    out_chunks = []
+
     def pump():
         for line in proc.stderr:
             lines.append(line)
             if on_line is not None:
                 on_line(line, proc)
 
-    reader = threading.Thread(target=pump, daemon=True)
-    reader.start()
+    # One reader per pipe: communicate() would read stderr too, taking lines from under pump
+    # (a "gen    0" line it took never reached on_line, and the actors were killed too late).
+    readers = [threading.Thread(target=pump, daemon=True),
+               threading.Thread(target=lambda: out_chunks.append(proc.stdout.read()), daemon=True)]
+    for reader in readers:
+        reader.start()
     try:
-        stdout = proc.communicate(timeout=timeout)[0]
+        proc.wait(timeout=timeout)
     finally:
         proc.kill()
-        reader.join(10)
-    return proc.returncode, stdout, "".join(lines)
+        for reader in readers:
+            reader.join(10)
+    return proc.returncode, "".join(out_chunks), "".join(lines)
 
 
 def outcome(out) -> dict:
@@ -126,13 +133,17 @@ def test_killed_actors_are_replaced_and_no_generation_is_lost(local_run, tmp_pat
     def kill_actors(line, proc):
         # Right after generation 0 ends: generation 1 is about to run on the actors.
         if not killed and "gen    0" in line:
-            pids = subprocess.run(["pgrep", "-f", "ray::EnvActor"], capture_output=True, text=True).stdout.split()
-            for pid in pids:
-                try:
-                    os.kill(int(pid), signal.SIGKILL)
-                    killed.append(int(pid))
-                except ProcessLookupError:
-                    pass
+            os.kill(proc.pid, signal.SIGSTOP)  # the trainer waits while its actors are found and killed
+            try:
+                pids = subprocess.run(["pgrep", "-f", "ray::EnvActor"], capture_output=True, text=True).stdout.split()
+                for pid in pids:
+                    try:
+                        os.kill(int(pid), signal.SIGKILL)
+                        killed.append(int(pid))
+                    except ProcessLookupError:
+                        pass
+            finally:
+                os.kill(proc.pid, signal.SIGCONT)
 
     # No address: a local Ray instance of its own.
     rc, _, err = train(tmp_path / "run", "--backend", "ray", "--workers", "2", env={"RAY_ADDRESS": ""},
