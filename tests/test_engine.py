@@ -168,3 +168,25 @@ def test_lane_placement_keeps_every_worker_busy_and_mixes_the_groups():
                 if len(mine) >= 2:
                     assert {i % 2 for i in mine} == {0, 1}, (lanes, workers, w, mine)
     assert lane_placement(16, 16) == list(range(16))  # the 16-lane evaluation on 16 cores
+
+
+def test_packed_orders_reach_the_envs_as_sent():
+    from worldmodels.engine.rollout import pack_orders
+    from worldmodels.engine.workers import LaneEnvs
+
+    seen = {}
+    envs = LaneEnvs.__new__(LaneEnvs)  # only the unpacking: no envs needed
+    envs.work = lambda orders: seen.update(orders) or {}
+    box = {3: ("step", np.array([0.25, -1.0, 0.5], np.float32)), 5: ("reset", 42),
+           7: ("step", np.array([1e-7, 0.3, 0.0], np.float32))}
+    kind, payload = pack_orders(box)
+    assert kind == "steps"
+    envs.handle((kind, payload))
+    assert seen.keys() == box.keys() and seen[5] == ("reset", 42)
+    for lane in (3, 7):
+        assert seen[lane][0] == "step" and seen[lane][1].dtype == np.float32
+        assert np.array_equal(seen[lane][1], box[lane][1])
+    seen.clear()
+    envs.handle(pack_orders({0: ("step", 2), 1: ("step", np.int64(5))}))  # discrete: plain ints
+    assert seen == {0: ("step", 2), 1: ("step", 5)} and all(type(o[1]) is int for o in seen.values())
+    assert pack_orders({0: ("reset", 1)}) == ("work", {0: ("reset", 1)})

@@ -96,6 +96,21 @@ def lane_placement(lanes: int, workers: int) -> list[int]:
     return place
 
 
+def pack_orders(orders: dict[int, tuple]) -> tuple:
+    """One worker's request. The step actions travel as one stacked array: pickling one small
+    numpy array per lane cost the master ~9 us a step, as much as the rest of its loop."""
+    steps = [(lane, order[1]) for lane, order in orders.items() if order[0] == "step"]
+    if steps:
+        try:
+            actions = np.stack([np.asarray(a) for _, a in steps])
+        except ValueError:  # actions of different shapes: lane by lane
+            return ("work", orders)
+        if actions.dtype != object:
+            resets = {lane: order[1] for lane, order in orders.items() if order[0] == "reset"}
+            return ("steps", (resets, [lane for lane, _ in steps], actions))
+    return ("work", orders)
+
+
 class LaneEngine:
     """Runs lists of episodes on `lanes` envs spread over the workers of a backend (default:
     `workers` local processes).
@@ -147,7 +162,7 @@ class LaneEngine:
         for lane, order in orders.items():
             per_worker.setdefault(self.lane_worker[lane], {})[lane] = order
         for w, payload in per_worker.items():
-            msg = ("work", payload)
+            msg = pack_orders(payload)
             try:
                 self.workers[w].send(msg)
             except WorkerError as exc:

@@ -56,6 +56,14 @@ class LaneEnvs:
                 out[lane] = (preprocess(obs, self.spec), float(reward), bool(terminated), bool(truncated))
         return out
 
+    def steps(self, packed: tuple) -> dict[int, tuple]:
+        """pack_orders' form: (lane -> reset seed, stepping lanes, their actions stacked)."""
+        resets, lanes, actions = packed
+        orders = {lane: ("reset", seed) for lane, seed in resets.items()}
+        for lane, action in zip(lanes, actions):
+            orders[lane] = ("step", action.item() if action.ndim == 0 else action)
+        return self.work(orders)
+
     def replay(self, histories: dict[int, tuple[int, list]]) -> dict[int, tuple]:
         """Reset each lane with its seed and step its recorded actions: the env is back in place."""
         out = {}
