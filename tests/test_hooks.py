@@ -89,3 +89,31 @@ def test_hooks_run_in_order_around_every_stage(tmp_path):
     # EvalSnapshot runs before later hooks and shares its numbers through report.metrics
     assert recording.saw_eval == [True, False, True]
     assert sorted(p.name for p in (tmp_path / "run" / "pong" / "eval").iterdir()) == ["gen_0000.json", "gen_0002.json"]
+
+
+def test_snapshots_use_the_eval_renderer_and_a_target_is_confirmed_on_the_official_env():
+    import numpy as np
+
+    from worldmodels.hooks import EvalSnapshot
+
+    class Ctx(FakeCtx):
+        spec = type("Spec", (), {"target": 5.0, "slug": "carracing"})()
+
+        def __init__(self):
+            super().__init__()
+            self.calls, self.logs = [], []
+
+        def evaluate(self, params, episodes, seed_start, renderer="official"):
+            self.calls.append((episodes, renderer))
+            return {"mean": 9.0, "std": 0.0, "episodes": episodes, "renderer": renderer}
+
+        def log(self, msg):
+            self.logs.append(msg)
+
+    ctx = Ctx()
+    hook = EvalSnapshot(every=1, episodes=8, confirm_episodes=100, renderer="fast")
+    hook.on_step_end(ctx, "controller", StepReport("controller", 0, {"best_fitness": 1.0}, total=3,
+                                                   extra={"best_params": np.zeros(4)}))
+    assert ctx.calls == [(8, "fast"), (100, "official")]
+    assert hook.best["renderer"] == "fast" and ctx.should_stop  # confirmed on the official env
+    assert build_config(["smoke"], []).eval.renderer == "fast"

@@ -117,6 +117,10 @@ class EvalConfig:
     """Episodes of the confirmation evaluation that decides whether a target is reached."""
     final_episodes: int = 100
     """Episodes of the final evaluation of best.pt on unseen seeds."""
+    renderer: str = "fast"
+    """CarRacing renderer of the eval snapshots, which only pick the best controller: fast,
+    exact or official. The confirmation of a target, the final evaluation and wm-play always
+    use the official env, so every reported score is the official env's."""
 
 
 @dataclass
@@ -145,7 +149,7 @@ class TrainConfig:
     """Also write TensorBoard scalars to <out>/tensorboard (needs the tensorboard package)."""
     renderer: str = "fast"
     """CarRacing renderer for collection and controller training: fast, exact or official.
-    Eval snapshots, the final evaluation and wm-play always use the official env."""
+    Eval snapshots use eval.renderer; the final evaluation and wm-play always use the official env."""
     collect: CollectConfig = field(default_factory=CollectConfig)
     vae: VAEConfig = field(default_factory=VAEConfig)
     mdnrnn: MDNRNNConfig = field(default_factory=MDNRNNConfig)
@@ -297,6 +301,7 @@ def validate(cfg: TrainConfig) -> None:
         (cfg.eval.episodes >= 1 and cfg.eval.confirm_episodes >= 1 and cfg.eval.final_episodes >= 1,
          "eval episode counts must be >= 1"),
         (cfg.eval.max_steps >= 0, "eval.max_steps must be >= 0"),
+        (cfg.eval.renderer in ("fast", "exact", "official"), "eval.renderer must be fast, exact or official"),
         (cfg.dream.gens >= 0 and cfg.dream.rollouts >= 1 and cfg.dream.max_steps >= 1,
          "dream.gens must be >= 0, dream.rollouts and dream.max_steps >= 1"),
         (cfg.dream.temperature > 0, "dream.temperature must be > 0"),

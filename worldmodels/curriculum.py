@@ -19,7 +19,7 @@ from .checkpoint import (atomic_write_text, load_bundle, load_state, load_torch,
 from .config import STAGES, TrainConfig, changed_training_keys, to_dict
 from .engine.backends import make_backend
 from .engine.rollout import LaneEngine
-from .envs import probe_spec, resolve_env_ids, slug
+from .envs import probe_spec, renderer_used, resolve_env_ids, slug
 from .errors import RunFolderError, UserError
 from .hooks import Hook, default_hooks
 from .stages import stage_runners
@@ -83,7 +83,7 @@ class EnvContext:
         self.final_eval: dict | None = None
         self._bar = None
         self._agent: tuple | None = None
-        self._engines: dict[int, LaneEngine] = {}
+        self._engines: dict[tuple[int, str], LaneEngine] = {}
         self.manifest = self._load_manifest()
         self.env_steps = int(self.manifest.get("env_steps", 0))
         self.wall_before = float(sum(self.manifest.get("wall_s", {}).values()))
@@ -182,17 +182,19 @@ class EnvContext:
             self._agent = (key, agent.to(self.device))
         return self._agent[1]
 
-    def evaluate(self, params, episodes: int, seed_start: int) -> dict:
-        """Official env, seeds seed_start + i; workers are kept between snapshots of this env."""
-        return evaluate(self.load_agent(), params, episodes, seed_start, self.device,
-                        engine=self.eval_engine(episodes))
+    def evaluate(self, params, episodes: int, seed_start: int, renderer: str = "official") -> dict:
+        """Seeds seed_start + i, the official env unless told; workers are kept between
+        snapshots of this env."""
+        result = evaluate(self.load_agent(), params, episodes, seed_start, self.device,
+                          engine=self.eval_engine(episodes, renderer))
+        return dict(result, renderer=renderer_used(self.spec, renderer))
 
-    def eval_engine(self, episodes: int) -> LaneEngine:
-        lanes = eval_lanes(episodes)
-        if lanes not in self._engines:
-            self._engines[lanes] = LaneEngine(self.spec, lanes, renderer="official",
-                                              max_steps=self.cfg.eval.max_steps, backend=self.backend)
-        return self._engines[lanes]
+    def eval_engine(self, episodes: int, renderer: str = "official") -> LaneEngine:
+        key = (eval_lanes(episodes), renderer_used(self.spec, renderer))
+        if key not in self._engines:
+            self._engines[key] = LaneEngine(self.spec, key[0], renderer=renderer,
+                                            max_steps=self.cfg.eval.max_steps, backend=self.backend)
+        return self._engines[key]
 
     def close(self) -> None:
         for engine in self._engines.values():

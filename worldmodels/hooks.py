@@ -107,12 +107,14 @@ class ProgressBar(Hook):
 
 class EvalSnapshot(Hook):
     """Every eval_every generations (and at 0 and at the last): evaluate the generation's best
-    candidate on seeds training never uses; keep the best; confirm a target on the official env."""
+    candidate on seeds training never uses (CarRacing: on `renderer`, fast by default); keep
+    the best; confirm a target on the official env."""
 
     name = "eval_snapshot"
 
-    def __init__(self, every: int, episodes: int, confirm_episodes: int):
+    def __init__(self, every: int, episodes: int, confirm_episodes: int, renderer: str = "official"):
         self.every, self.episodes, self.confirm_episodes = every, episodes, confirm_episodes
+        self.renderer = renderer
         self.reset()
 
     def reset(self):
@@ -130,10 +132,11 @@ class EvalSnapshot(Hook):
         if not (gen % self.every == 0 or gen == report.total - 1):
             return
         params = report.extra["best_params"]
-        result = ctx.evaluate(params, self.episodes, SNAPSHOT_SEED_START)
+        result = ctx.evaluate(params, self.episodes, SNAPSHOT_SEED_START, renderer=self.renderer)
         new_best = self.best is None or result["mean"] > self.best["mean"]
         if new_best:
-            self.best = {"gen": gen, "mean": result["mean"], "std": result["std"], "episodes": result["episodes"]}
+            self.best = {"gen": gen, "mean": result["mean"], "std": result["std"], "episodes": result["episodes"],
+                         "renderer": result.get("renderer", "official")}
             self.best_params = [float(v) for v in params]
             report.metrics["new_best"] = True
         report.metrics["eval"] = dict(result, gen=gen, best_so_far=dict(self.best))
@@ -141,7 +144,7 @@ class EvalSnapshot(Hook):
         ctx.best_params = np.asarray(self.best_params)
         target = ctx.spec.target
         if target is not None and new_best and result["mean"] >= target:
-            confirm = ctx.evaluate(params, self.confirm_episodes, FINAL_SEED_START)
+            confirm = ctx.evaluate(params, self.confirm_episodes, FINAL_SEED_START, renderer="official")
             report.metrics["confirm"] = confirm
             ctx.log(f"{ctx.spec.slug}: snapshot mean {result['mean']:.2f} reached the target {target}; "
                     f"confirmation over {confirm['episodes']} episodes: {confirm['mean']:.2f} ± {confirm['std']:.2f}")
@@ -272,6 +275,7 @@ class ArtifactWriter(Hook):
             write_json(ctx.env_dir / "eval" / f"gen_{index:04d}.json", {
                 "gen": index, "mean": ev["mean"], "std": ev["std"], "min": ev["min"], "max": ev["max"],
                 "scores": ev["scores"], "episodes": ev["episodes"], "seed_start": ev["seed_start"],
+                "renderer": ev.get("renderer", "official"),
                 "env_steps": metrics["env_steps"], "wall_s": metrics["wall_s"],
                 "best_so_far": ev["best_so_far"], "confirm": metrics.get("confirm")})
 
@@ -297,7 +301,8 @@ def write_report_safely(run_dir: Path) -> None:
 
 
 def default_hooks(cfg) -> list[Hook]:
-    hooks: list[Hook] = [EvalSnapshot(cfg.eval_every, cfg.eval.episodes, cfg.eval.confirm_episodes),
+    hooks: list[Hook] = [EvalSnapshot(cfg.eval_every, cfg.eval.episodes, cfg.eval.confirm_episodes,
+                                      cfg.eval.renderer),
                          EarlyStopping(cfg.patience), CheckpointWriter(), ArtifactWriter()]
     if cfg.tensorboard:
         from .tensorboard import TensorBoardLogger

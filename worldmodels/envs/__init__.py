@@ -205,12 +205,17 @@ def quiet_native_stderr():
             os.close(saved)
 
 
+def renderer_used(spec: EnvSpec, renderer: str) -> str:
+    """The renderer make_env gives `spec` when asked for `renderer`: only CarRacing has others."""
+    return renderer if spec.id == "CarRacing-v3" else "official"
+
+
 def make_env(spec: EnvSpec | str, renderer: str = "official", max_steps: int = 0) -> gym.Env:
     """The official env (or the fast CarRacing for training), FIRE handling, an optional step cap."""
     register_all()
     if isinstance(spec, str):
         spec = probe_spec(spec)
-    if spec.id == "CarRacing-v3" and renderer != "official" and "worldmodels/CarRacing-v3" in gym.registry:
+    if renderer_used(spec, renderer) != "official" and "worldmodels/CarRacing-v3" in gym.registry:
         env = gym.make("worldmodels/CarRacing-v3", renderer=renderer)
     elif spec.id.startswith("ALE/"):
         with quiet_native_stderr():
