@@ -5,6 +5,8 @@
 #                                   # GPU, then scripts/bench.py with 16 workers (issue 3's targets)
 #   scripts/device_check.sh train   # the GPU budget of issue 6: scripts/results.sh carracing gpu
 #                                   # (GPU_MINUTES=7 of training; the final evaluation on top)
+#   scripts/device_check.sh profile # where the GPU engine's time goes (issue 3's 10x gap): the
+#                                   # master's cProfile at 128 lanes, then 256 lanes and 1 torch thread
 #
 # Missing packages travel as wheels in .whl/ (git-ignored through .git/info/exclude), made here with
 #   for p in gymnasium==1.4.0 farama-notifications==0.0.6 box2d==2.3.10 pygame-ce==2.5.8 \
@@ -16,7 +18,7 @@
 # curriculum_results.json, metrics.csv ...). Measured on an H100 machine: bench 261 s, train 582 s.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-part=${1:?usage: scripts/device_check.sh bench|train}
+part=${1:?usage: scripts/device_check.sh bench|train|profile}
 OUT=${OUT:-/tmp/device-out}
 DEVICE=${DEVICE:-cuda} WORKERS=${WORKERS:-16}  # DEVICE=cpu WORKERS=2 tries it on a laptop
 mkdir -p "$OUT"
@@ -55,6 +57,18 @@ bench)
   for lanes in 128; do
     timeout 45 python3 scripts/bench.py engine --env carracing --episodes "$lanes" --max-steps 300 --workers "$WORKERS" \
       --lanes "$lanes" --device "$DEVICE" --json 2>&1 | tail -n 2 | head -n 1
+  done
+  log "done"
+  ;;
+profile)
+  log "master profile, 128 lanes"
+  timeout 120 python3 scripts/bench.py engine --env carracing --episodes 128 --lanes 128 --max-steps 300 \
+    --workers "$WORKERS" --device "$DEVICE" --profile 30 --json > "$OUT/profile.log" 2>&1
+  grep -v "^$" "$OUT/profile.log" | head -n 80
+  for args in "--lanes 256 --episodes 256" "--lanes 128 --episodes 128 --torch-threads 1"; do
+    log "engine $args"
+    timeout 120 python3 scripts/bench.py engine --env carracing --max-steps 300 --workers "$WORKERS" \
+      --device "$DEVICE" $args --json 2>&1 | tail -n 1
   done
   log "done"
   ;;
