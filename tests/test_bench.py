@@ -37,3 +37,10 @@ def test_dream_counts_every_step():
     assert res["dream_steps"] == 64 * 5  # done_threshold 2.0: no dream episode ends
     assert res["population"] * res["rollouts"] == 64
     assert res["steps_per_s"] > 0
+
+
+def test_engine_overhead_script_runs_every_lane_on_spawned_workers():
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "engine_overhead.py"), "--lanes", "6",
+                           "--workers", "2", "--steps", "15"], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "lanes 6, workers 2:" in proc.stdout and "(90 steps in" in proc.stdout, proc.stdout
