@@ -291,3 +291,11 @@ def test_summary_rows_and_table_on_raw_results():
     text = format_table(results)
     assert "18.37 ± 1.23 (100)" in text
     assert format_table({"envs": []}).endswith("(no envs yet)")
+
+
+def test_a_best_snapshot_off_the_official_renderer_says_so():
+    from worldmodels.report import _fmt_best
+
+    assert _fmt_best({"gen": 7, "mean": 301.25, "renderer": "fast"}) == "301.25 (gen 7, fast renderer)"
+    assert _fmt_best({"gen": 7, "mean": 301.25, "renderer": "official"}) == "301.25 (gen 7)"
+    assert _fmt_best({"mean": 3.0}) == "3.00"

@@ -142,8 +142,10 @@ def _fmt_best(be: Any) -> str:
     if _num(_get(be, "mean")) is None:
         return "-"
     gen = _get(be, "gen")
-    gen_txt = f" (gen {_fmt_int(gen)})" if _num(gen) is not None else ""
-    return f"{_fmt_float(be['mean'])}{gen_txt}"
+    notes = [f"gen {_fmt_int(gen)}"] if _num(gen) is not None else []
+    if _get(be, "renderer") not in (None, "official"):
+        notes.append(f"{_get(be, 'renderer')} renderer")  # a snapshot; final scores are official
+    return f"{_fmt_float(be['mean'])}" + (f" ({', '.join(notes)})" if notes else "")
 
 
 def _wall_stages(wall: Any) -> dict[str, float]:
@@ -342,7 +344,7 @@ def _derive_entry(env_dir: Path, config: Any) -> dict:
     snaps, _ = _load_eval_snapshots(env_dir)
     if snaps:
         best = max(snaps, key=lambda s: float(s["mean"]))
-        entry["best_eval"] = {k: best.get(k) for k in ("gen", "mean", "std", "episodes")}
+        entry["best_eval"] = {k: best.get(k) for k in ("gen", "mean", "std", "episodes", "renderer")}
     return entry
 
 
