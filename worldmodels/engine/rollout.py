@@ -97,8 +97,9 @@ def lane_placement(lanes: int, workers: int) -> list[int]:
 
 
 def pack_orders(orders: dict[int, tuple]) -> tuple:
-    """One worker's request. The step actions travel as one stacked array: pickling one small
-    numpy array per lane cost the master ~9 us a step, as much as the rest of its loop."""
+    """One worker's request. The step actions travel as one stacked array: pickling a 64-lane
+    request took 239 us with an array per lane, 84 us packed (the master's whole loop is
+    ~20 us a step, scripts/engine_overhead.py)."""
     steps = [(lane, order[1]) for lane, order in orders.items() if order[0] == "step"]
     if steps:
         try:
