@@ -79,6 +79,15 @@ def last_json(stdout: str) -> dict:
     return json.loads(stdout.strip().splitlines()[-1])
 
 
+def exit_status(pid: int) -> str:
+    """How a zombie child ended (its parent has not reaped it yet): /proc's exit_code field."""
+    try:
+        code = int(Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[-1])
+    except (FileNotFoundError, ValueError, IndexError):
+        return "unknown (reaped)"
+    return f"signal {code & 0x7F}" if code & 0x7F else f"exit code {code >> 8}"
+
+
 def alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
@@ -94,7 +103,11 @@ def xvfb():
     if exe is None:
         pytest.skip("Xvfb is not installed (apt-get install xvfb)")
     r, w = os.pipe()
-    proc = subprocess.Popen([exe, "-displayfd", str(w), "-screen", "0", "1024x768x24", "-nolisten", "tcp"],
+    # -noreset: by default the server resets whenever its last client disconnects, and a client
+    # connecting during that reset fails (6 of 400 screen grabs in a row did). In CI the player's
+    # Qt window hit one and the player exited before its window showed.
+    proc = subprocess.Popen([exe, "-displayfd", str(w), "-screen", "0", "1024x768x24", "-nolisten", "tcp",
+                             "-noreset"],
                             pass_fds=(w,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     os.close(w)
     number = b""
@@ -371,10 +384,22 @@ def start_live_parent(tmp_path, display, mode):
     return proc, child
 
 
+def wait_for_live_window(proc, child: int, display: str) -> np.ndarray:
+    """wait_for_game_window for the live view's child; on failure, say how it ended and what
+    the trainer (and so the child) wrote to stderr."""
+    try:
+        return wait_for_game_window(display, lambda: alive(child), timeout=40)
+    except AssertionError as exc:
+        status = exit_status(child)
+        proc.kill()
+        raise AssertionError(f"{exc} (the player: {status}); the trainer's stderr:\n"
+                             f"{proc.communicate()[1]}") from None
+
+
 def test_live_shows_best_agent_and_stops_at_run_end(tmp_path, xvfb):
     proc, child = start_live_parent(tmp_path, xvfb, "stop")
     try:
-        screen = wait_for_game_window(xvfb, lambda: alive(child), timeout=40)
+        screen = wait_for_live_window(proc, child, xvfb)
         check_window(screen)
         proc.stdin.write("\n")
         proc.stdin.flush()
@@ -392,9 +417,10 @@ def test_live_shows_best_agent_and_stops_at_run_end(tmp_path, xvfb):
 def test_live_child_exits_when_the_trainer_is_killed(tmp_path, xvfb):
     proc, child = start_live_parent(tmp_path, xvfb, "sleep")
     try:
-        wait_for_game_window(xvfb, lambda: alive(child), timeout=40)
+        wait_for_live_window(proc, child, xvfb)
     finally:
-        proc.kill()
+        if proc.poll() is None:
+            proc.kill()
         proc.wait()
     deadline = time.time() + 15
     while alive(child) and time.time() < deadline:

@@ -251,13 +251,19 @@ def child_main(queue, parent_pid: int, fps: float = LIVE_FPS) -> None:
         os.nice(10)
     except (AttributeError, OSError):
         pass
+    code = 0
     try:
         _child_loop(queue, parent_pid, fps)
     except (ParentGone, StopAsked):
         pass
     except Exception as exc:  # noqa: BLE001
         print(f"wm-train --live: the live view stopped: {exc!r}; training goes on", file=sys.stderr, flush=True)
-        sys.exit(1)
+        code = 1
+    # The window and the env are closed; skip the interpreter's teardown (torch, Qt), which at
+    # nice 10 on a busy machine took longer than the trainer waits for us to stop.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _child_loop(queue, parent_pid: int, fps: float) -> None:
