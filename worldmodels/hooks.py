@@ -19,7 +19,7 @@ from .checkpoint import read_csv_rows, save_state, save_torch, save_torch_state,
 log = logging.getLogger("worldmodels")
 
 CSV_FIELDS = {
-    "controller": ("metrics.csv", ["gen", "mode", "best_fitness", "mean_fitness", "std_fitness", "sigma", "env_steps",
+    "controller": ("metrics.csv", ["gen", "mode", "best_fitness", "mean_fitness", "std_fitness", "sigma", "rel_step", "env_steps",
                                    "steps_per_s", "wall_s"], "gen"),
     "vae": ("vae_metrics.csv", ["epoch", "loss", "recon", "kl"], "epoch"),
     "mdnrnn": ("mdnrnn_metrics.csv", ["epoch", "loss", "gmm", "reward", "done"], "epoch"),

@@ -30,6 +30,24 @@ def new_strategy(n_params: int, cfg, seed: int) -> cma.CMAEvolutionStrategy:
     return cma.CMAEvolutionStrategy(np.zeros(n_params), cfg.controller.sigma0, options)
 
 
+def floor_rel_step(es: cma.CMAEvolutionStrategy, floor: float) -> bool:
+    """Raise sigma so that sigma * sqrt(n) >= floor * |mean|; True when it was raised."""
+    if floor <= 0:
+        return False
+    n = len(es.mean)
+    target = floor * float(np.linalg.norm(es.mean)) / math.sqrt(n)
+    if es.sigma >= target:
+        return False
+    es.sigma = target
+    return True
+
+
+def rel_step(es: cma.CMAEvolutionStrategy) -> float:
+    """sigma * sqrt(n) / |mean|: the typical step over the distance from the origin."""
+    norm = float(np.linalg.norm(es.mean))
+    return float(es.sigma) * math.sqrt(len(es.mean)) / norm if norm > 0 else float("inf")
+
+
 def gens_for_round(cfg, round_: int) -> int:
     """Generations (in total, over rounds so far) that round `round_` may reach."""
     return math.ceil(cfg.max_gens * (round_ + 1) / cfg.rounds)
@@ -144,12 +162,14 @@ def run(ctx):
                 ctx.env_steps += steps
             fitness = finite_fitness(returns.mean(axis=1))
             es.tell(list(asked), list(-fitness))
+            floored = floor_rel_step(es, cfg.controller.min_rel_step)
             seconds = time.perf_counter() - start
             wall += seconds
             best = int(np.argmax(fitness))
             metrics = {"gen": gen, "mode": "dream" if dreaming else "real", "best_fitness": float(fitness[best]),
                        "mean_fitness": float(fitness.mean()), "std_fitness": float(fitness.std()),
-                       "sigma": float(es.sigma), "env_steps": ctx.env_steps,
+                       "sigma": float(es.sigma), "rel_step": rel_step(es), "sigma_floored": floored,
+                       "env_steps": ctx.env_steps,
                        "steps_per_s": steps / max(seconds, 1e-9), "wall_s": wall}
             state = {"gen": gen, "es": es.pickle_dumps(), "rng": rng.bit_generator.state, "wall_s": wall,
                      "env_steps": ctx.env_steps, "round": ctx.round}
