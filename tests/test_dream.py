@@ -73,3 +73,31 @@ def test_rounds_recollect_with_the_agent_and_retrain_v_and_m(tmp_path):
     rows = list(csv.DictReader((env / "metrics.csv").open()))
     assert [int(r["gen"]) for r in rows] == [0, 1, 2, 3]  # max_gens split over the rounds
     assert len(list(csv.DictReader((env / "vae_metrics.csv").open()))) == 2  # one epoch per round
+
+
+def test_dream_ignores_a_done_head_that_never_saw_an_end(tmp_path):
+    """Smoke Pong rollouts (50 steps) never end a game, so M's done head learned nothing: here
+    it says 0.73 everywhere. Dream episodes run to dream.max_steps instead of ending at step 1."""
+    from worldmodels.checkpoint import load_torch, save_torch
+
+    sets = ["envs=pong", "workers=1", "max_gens=2", "dream.gens=2", "dream.max_steps=20", "dream.rollouts=2"]
+    cfg = build_config(["smoke"], sets + ["stages=collect,vae,encode,mdnrnn"])
+    Run(cfg, tmp_path / "run", ["test"], log_fn=lambda m: None).run()
+    m_path = tmp_path / "run" / "pong" / "mdnrnn.pt"
+    m = load_torch(m_path)
+    m["state_dict"]["head.weight"][-1] = 0.0
+    m["state_dict"]["head.bias"][-1] = 1.0  # done probability sigmoid(1) = 0.73 on every step
+    save_torch(m_path, m)
+    lines = []
+    Run(build_config(["smoke"], sets + ["stages=controller"]), tmp_path / "run", ["test"], log_fn=lines.append).run()
+    assert any("M's done head never saw an end" in line for line in lines)
+    rows = list(csv.DictReader((tmp_path / "run" / "pong" / "metrics.csv").open()))
+    assert [r["mode"] for r in rows] == ["dream", "dream"]
+    assert [int(r["dream_steps"]) for r in rows] == [4 * 2 * 20] * 2
+
+
+def test_dream_done_threshold():
+    from worldmodels.stages.controller import dream_done_threshold
+
+    assert dream_done_threshold(True) == 0.5
+    assert dream_done_threshold(False) > 1.0  # a probability never reaches it

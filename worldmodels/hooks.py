@@ -19,8 +19,8 @@ from .checkpoint import read_csv_rows, save_state, save_torch, save_torch_state,
 log = logging.getLogger("worldmodels")
 
 CSV_FIELDS = {
-    "controller": ("metrics.csv", ["gen", "mode", "best_fitness", "mean_fitness", "std_fitness", "sigma", "rel_step", "env_steps",
-                                   "steps_per_s", "wall_s"], "gen"),
+    "controller": ("metrics.csv", ["gen", "mode", "best_fitness", "mean_fitness", "std_fitness", "sigma", "rel_step",
+                                   "env_steps", "dream_steps", "steps_per_s", "wall_s"], "gen"),
     "vae": ("vae_metrics.csv", ["epoch", "loss", "recon", "kl"], "epoch"),
     "mdnrnn": ("mdnrnn_metrics.csv", ["epoch", "loss", "gmm", "reward", "done"], "epoch"),
 }

@@ -62,17 +62,29 @@ def finite_fitness(fitness: np.ndarray) -> np.ndarray:
     return np.where(ok, fitness, worst)
 
 
-def start_z(ctx) -> torch.Tensor:
-    """Where dream episodes start: V's mu of the first frame of every collected rollout."""
-    if getattr(ctx, "_start_z", None) is None:
-        firsts = []
+def dream_starts(ctx) -> tuple[torch.Tensor, bool]:
+    """Where dream episodes start (V's mu of the first frame of every collected rollout), and
+    whether any collected rollout ended (terminated) at all."""
+    cached = getattr(ctx, "_dream_starts", None)
+    if cached is None or cached[0] != ctx.round:  # each round encodes its own data
+        firsts, ends = [], False
         for path in sorted(encoded_dir(ctx).glob("*.npz")):
             with np.load(path) as data:
                 firsts.append(data["mu"][:1].astype(np.float32))
+                ends = ends or bool(np.any(data["terminated"]))
         if not firsts:
             raise UserError(f"dream training needs encoded rollouts in {encoded_dir(ctx)}; run the encode stage")
-        ctx._start_z = torch.as_tensor(np.concatenate(firsts))
-    return ctx._start_z
+        cached = ctx._dream_starts = (ctx.round, torch.as_tensor(np.concatenate(firsts)), ends)
+        if not ends:
+            ctx.log("controller: no collected rollout ended, so M's done head never saw an end; "
+                    "dream episodes run to dream.max_steps")
+    return cached[1], cached[2]
+
+
+def dream_done_threshold(has_ends: bool) -> float:
+    """M's done probability that ends a dream episode. A done head trained without a single
+    end says nothing (Pong's M gave 0.50 at the reset frame and ended every dream at step 1)."""
+    return 0.5 if has_ends else 2.0
 
 
 @torch.no_grad()
@@ -146,10 +158,11 @@ def run(ctx):
             solutions = controller_params(asked, agent.controller, norm)
             dreaming = gen < cfg.dream.gens
             if dreaming:
+                pool, has_ends = dream_starts(ctx)
                 returns, steps = dream_returns(
-                    agent.mdnrnn, agent.controller, solutions, start_z(ctx), cfg.dream.rollouts,
+                    agent.mdnrnn, agent.controller, solutions, pool, cfg.dream.rollouts,
                     cfg.dream.max_steps, cfg.dream.temperature, seed=int(rng.integers(2**31)),
-                    use_h=agent.use_h, device=ctx.device)
+                    use_h=agent.use_h, device=ctx.device, done_threshold=dream_done_threshold(has_ends))
                 returns = returns.cpu().numpy().astype(np.float64)
             else:
                 seeds = rng.integers(0, TRAIN_SEED_END, reps)
@@ -170,7 +183,8 @@ def run(ctx):
                        "mean_fitness": float(fitness.mean()), "std_fitness": float(fitness.std()),
                        "sigma": float(es.sigma), "rel_step": rel_step(es), "sigma_floored": floored,
                        "env_steps": ctx.env_steps,
-                       "steps_per_s": steps / max(seconds, 1e-9), "wall_s": wall}
+                       "steps_per_s": steps / max(seconds, 1e-9), "wall_s": wall,
+                       "dream_steps": steps if dreaming else 0}
             state = {"gen": gen, "es": es.pickle_dumps(), "rng": rng.bit_generator.state, "wall_s": wall,
                      "env_steps": ctx.env_steps, "round": ctx.round}
             if norm is not None:
