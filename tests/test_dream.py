@@ -97,7 +97,19 @@ def test_dream_ignores_a_done_head_that_never_saw_an_end(tmp_path):
 
 
 def test_dream_done_threshold():
-    from worldmodels.stages.controller import dream_done_threshold
+    from worldmodels.engine.dream import done_threshold_for
 
-    assert dream_done_threshold(True) == 0.5
-    assert dream_done_threshold(False) > 1.0  # a probability never reaches it
+    assert done_threshold_for(True) == 0.5 and done_threshold_for(None) == 0.5
+    assert done_threshold_for(False) > 1.0  # a probability never reaches it
+
+
+def test_m_records_whether_its_data_held_an_end(tmp_path):
+    """mdnrnn.pt and best.pt say whether M's data held an episode end (smoke Pong: 50-step
+    rollouts, no game ends), so wm-play --dream knows whether to trust the done head."""
+    from worldmodels.checkpoint import load_torch
+
+    cfg = build_config(["smoke"], ["envs=pong", "workers=1", "max_gens=1"])
+    Run(cfg, tmp_path / "run", ["test"], log_fn=lambda m: None).run()
+    env = tmp_path / "run" / "pong"
+    assert load_torch(env / "mdnrnn.pt")["saw_ends"] is False
+    assert load_torch(env / "best.pt")["mdnrnn"]["saw_ends"] is False

@@ -27,10 +27,11 @@ PONG_BG = (144, 72, 17)  # Pong's playfield colour, once the game runs (the rese
 
 
 # -- helpers -------------------------------------------------------------------------------------
-def make_pong_bundle(path: Path, done_bias: float = -10.0) -> Path:
+def make_pong_bundle(path: Path, done_bias: float = -10.0, saw_ends: bool | None = True) -> Path:
     """A tiny random Pong agent; M's done head biased so a dream runs to max steps (or stops)."""
     torch.manual_seed(0)
     agent = Agent.build(probe_spec("ALE/Pong-v5"), z_dim=8, hidden=16, gaussians=2)
+    agent.m_saw_ends = saw_ends
     with torch.no_grad():
         agent.mdnrnn.head.bias[-1] = done_bias
     params = np.random.default_rng(0).normal(0, 1, agent.controller.n_params).astype(np.float32)
@@ -285,6 +286,17 @@ def test_dream_ends_when_m_predicts_done(tmp_path):
                            max_steps=50, dream=True)
     assert result["episodes"] == 3
     assert gif_frames(tmp_path / "d.gif") == 3  # each dream ends after its first step
+
+
+@pytest.mark.parametrize("saw_ends, frames", [(False, 3 * 20), (None, 3)])
+def test_dream_ignores_done_when_m_never_saw_an_end(tmp_path, saw_ends, frames):
+    """M trained on rollouts without a single end (Pong's 500-step ones): its done head means
+    nothing, so the dream runs to max_steps. Bundles that do not say (None) keep the 0.5 rule."""
+    ckpt = make_pong_bundle(tmp_path / "done.pt", done_bias=10.0, saw_ends=saw_ends)
+    assert torch.load(ckpt, weights_only=True)["mdnrnn"]["saw_ends"] is saw_ends
+    play_mod.play("pong", str(ckpt), episodes=3, headless=True, record=str(tmp_path / "d.gif"),
+                  max_steps=20, dream=True)
+    assert gif_frames(tmp_path / "d.gif") == frames
 
 
 def test_dream_from_the_command_line(cli, pong_ckpt, tmp_path):

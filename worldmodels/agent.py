@@ -40,6 +40,8 @@ class Agent:
     mdnrnn: MDNRNN
     controller: Controller
     use_h: bool = True
+    m_saw_ends: bool | None = None
+    """Whether M's training data held an episode end (None: not recorded); see dream.done_threshold_for."""
 
     @classmethod
     def build(cls, spec: EnvSpec, z_dim: int, hidden: int, gaussians: int, use_h: bool = True) -> "Agent":
@@ -66,7 +68,8 @@ class Agent:
             "env": self.spec.to_dict(),
             "vae": {"z_dim": self.vae.z_dim, "state_dict": _cpu(self.vae.state_dict())},
             "mdnrnn": {"hidden": self.mdnrnn.hidden, "gaussians": self.mdnrnn.gaussians,
-                       "action_dim": self.mdnrnn.action_dim, "state_dict": _cpu(self.mdnrnn.state_dict())},
+                       "action_dim": self.mdnrnn.action_dim, "saw_ends": self.m_saw_ends,
+                       "state_dict": _cpu(self.mdnrnn.state_dict())},
             "controller": {"use_h": self.use_h, "in_dim": self.controller.in_dim,
                            "params": torch.as_tensor(np.asarray(params, np.float32))},
             "eval": eval_info,
@@ -80,6 +83,7 @@ class Agent:
                           bundle["mdnrnn"]["gaussians"], bundle["controller"]["use_h"])
         agent.vae.load_state_dict(bundle["vae"]["state_dict"])
         agent.mdnrnn.load_state_dict(bundle["mdnrnn"]["state_dict"])
+        agent.m_saw_ends = bundle["mdnrnn"].get("saw_ends")
         return agent, bundle["controller"]["params"].numpy()
 
 

@@ -179,6 +179,7 @@ class EnvContext:
             agent = Agent.build(self.spec, vae["z_dim"], m["hidden"], m["gaussians"], self.cfg.controller.use_h)
             agent.vae.load_state_dict(vae["state_dict"])
             agent.mdnrnn.load_state_dict(m["state_dict"])
+            agent.m_saw_ends = m.get("saw_ends")
             self._agent = (key, agent.to(self.device))
         return self._agent[1]
 

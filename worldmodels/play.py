@@ -22,6 +22,7 @@ import torch
 
 from .agent import Agent, evaluate, resolve_device
 from .checkpoint import load_bundle
+from .engine.dream import done_threshold_for
 from .engine.rollout import Episode, torch_threads
 from .envs import make_env, preprocess, resolve_env_ids
 from .errors import CheckpointError, UserError
@@ -360,11 +361,12 @@ def play_dream(agent: Agent, params: np.ndarray, episodes: int, seed: int, devic
     """The agent plays inside M. Episode i starts from V's z (mean) of the first real frame of the
     official env reset with seed S + i; then C acts on [z, h], M steps, its mixture is sampled at
     temperature tau (torch generator seeded with S + i), V decodes the new z for display. Reward
-    from M's reward head; the episode ends when sigmoid(done_logit) > 0.5 or after max_steps
-    (DREAM_MAX_STEPS when 0). One frame per step is shown/recorded. Returns the dream scores."""
+    from M's reward head; the episode ends when sigmoid(done_logit) >= 0.5 (never when M's
+    data held no episode end) or after max_steps (DREAM_MAX_STEPS when 0). One frame per step is shown/recorded. Returns the dream scores."""
     if not temperature > 0 or not math.isfinite(temperature):
         raise UserError(f"--temperature must be a number > 0, got {temperature}")
     limit = max_steps if max_steps > 0 else DREAM_MAX_STEPS
+    done_at = done_threshold_for(agent.m_saw_ends)
     device = torch.device(device)
     ctrl, m = agent.controller, agent.mdnrnn
     weight, bias = (t.to(device) for t in ctrl.unflatten(np.asarray(params).reshape(1, -1)))
@@ -400,7 +402,7 @@ def play_dream(agent: Agent, params: np.ndarray, episodes: int, seed: int, devic
                 total += float(mix.reward[0])
                 p_done = float(torch.sigmoid(mix.done_logit[0]))
                 z = sample_z(mix, temperature, gen)
-                if p_done > 0.5 or step + 1 == limit:
+                if p_done >= done_at or step + 1 == limit:
                     finished = True
                     break
             if not finished:

@@ -13,6 +13,13 @@ from ..models.controller import Controller
 from ..models.mdnrnn import MDNRNN, sample_z
 
 
+def done_threshold_for(saw_ends: bool | None) -> float:
+    """M's done probability that ends a dream episode. A done head trained without a single
+    episode end says nothing (Pong's M gave 0.50 at the reset frame and ended every dream at
+    step 1), so then no dream episode ends before max_steps. None (unknown, older files): 0.5."""
+    return 2.0 if saw_ends is False else 0.5
+
+
 @torch.no_grad()
 def dream_returns(mdnrnn: MDNRNN, controller: Controller, params: np.ndarray, start_z: torch.Tensor,
                   rollouts: int, max_steps: int, tau: float = 1.15, seed: int = 0, use_h: bool = True,

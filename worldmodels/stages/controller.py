@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..agent import TRAIN_SEED_END
-from ..engine.dream import dream_returns
+from ..engine.dream import done_threshold_for, dream_returns
 from ..engine.rollout import Episode, LaneEngine
 from ..errors import UserError
 from . import StepReport
@@ -79,12 +79,6 @@ def dream_starts(ctx) -> tuple[torch.Tensor, bool]:
             ctx.log("controller: no collected rollout ended, so M's done head never saw an end; "
                     "dream episodes run to dream.max_steps")
     return cached[1], cached[2]
-
-
-def dream_done_threshold(has_ends: bool) -> float:
-    """M's done probability that ends a dream episode. A done head trained without a single
-    end says nothing (Pong's M gave 0.50 at the reset frame and ended every dream at step 1)."""
-    return 0.5 if has_ends else 2.0
 
 
 @torch.no_grad()
@@ -162,7 +156,7 @@ def run(ctx):
                 returns, steps = dream_returns(
                     agent.mdnrnn, agent.controller, solutions, pool, cfg.dream.rollouts,
                     cfg.dream.max_steps, cfg.dream.temperature, seed=int(rng.integers(2**31)),
-                    use_h=agent.use_h, device=ctx.device, done_threshold=dream_done_threshold(has_ends))
+                    use_h=agent.use_h, device=ctx.device, done_threshold=done_threshold_for(has_ends))
                 returns = returns.cpu().numpy().astype(np.float64)
             else:
                 seeds = rng.integers(0, TRAIN_SEED_END, reps)

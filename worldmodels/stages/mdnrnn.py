@@ -104,6 +104,7 @@ def run(ctx):
                                            "done": done}, state=state, state_path=state_path, total=cfg.epochs)
         if ctx.out_of_budget() or ctx.interrupted():
             break
+    saw_ends = any(bool(np.any(r["terminated"])) for r in rollouts)  # can M's done head mean anything
     save_torch(ctx.env_dir / "mdnrnn.pt", {"z_dim": z_dim, "action_dim": a_dim, "hidden": cfg.hidden,
-                                           "gaussians": cfg.gaussians,
+                                           "gaussians": cfg.gaussians, "saw_ends": saw_ends,
                                            "state_dict": {k: v.cpu() for k, v in model.state_dict().items()}})
