@@ -186,5 +186,10 @@ def test_stages_subset_and_from(tmp_path, cli, smoke_run):
     assert "reusing collect, vae, encode, mdnrnn" in proc.stderr
     assert not (new / "pong" / "vae_state.pt").exists()  # V was not retrained
     assert (new / "pong" / "best.pt").exists()
+    # env steps start from the reused data's, not from the source's controller generations
+    source = json.loads((out / "pong" / "manifest.json").read_text())
+    collected = next(r["env_steps"] for r in source["records"] if r["stage"] == "collect")
+    first = next(csv.DictReader((new / "pong" / "metrics.csv").open()))
+    assert int(first["env_steps"]) == collected + 4 * 1 * 50 < source["env_steps"]
     only = cli("wm-train", "--config", "smoke", "--envs", "pong", "--stages", "vae", "--out", tmp_path / "only")
     assert only.returncode == 2 and "needs collected rollouts" in only.stderr

@@ -434,7 +434,10 @@ def reuse_from(ctx: EnvContext, source: Path) -> None:
     for stage in ("collect", "vae", "encode", "mdnrnn"):
         if stage in done:
             ctx.record_stage(stage, reused_from=str(source.resolve()))
-    ctx.env_steps = int(manifest.get("env_steps", 0))
+    # The env steps behind what is reused (the data), not the source's whole run: its controller
+    # generations are not part of this run.
+    reused = [r for r in manifest["records"] if r["round"] == 0 and r["stage"] in ("collect", "vae", "encode", "mdnrnn")]
+    ctx.env_steps = max((int(r.get("env_steps", 0)) for r in reused), default=0)
     ctx.log(f"{ctx.spec.slug}: reusing {', '.join(s for s in ('collect', 'vae', 'encode', 'mdnrnn') if s in done)} "
             f"from {source}")
 
