@@ -84,9 +84,9 @@ class ControllerConfig:
     min_rel_step: float = 0.0
     """Floor on CMA-ES's step relative to its mean, sigma * sqrt(n) / |mean| (0 = no floor).
     For discrete actions C is argmax(W x + b): scaling every parameter changes no action, so a
-    step only means something relative to |mean|. Without a floor that ratio fell from 2.1 to
-    0.05 in a toy of that shape (and to 0.09 in an 83-generation Pong run) and the search
-    stalled; a floor of 0.3 kept the toy improving, 1.0 made it diverge."""
+    step only means something relative to |mean|; in an 83-generation Pong run the ratio fell
+    to 0.09. But that fall was CMA-ES converging, not stalling: C retrained on that run's V and M
+    with its seed and a floor of 0.3 scored -16.88 against -12.64 without it. Off by default."""
     max_steps: int = 1000
     """Cap on a training episode (env steps); a stalled controller cannot eat the budget."""
     slots: int = 32

@@ -362,7 +362,8 @@ def play_dream(agent: Agent, params: np.ndarray, episodes: int, seed: int, devic
     official env reset with seed S + i; then C acts on [z, h], M steps, its mixture is sampled at
     temperature tau (torch generator seeded with S + i), V decodes the new z for display. Reward
     from M's reward head; the episode ends when sigmoid(done_logit) >= 0.5 (never when M's
-    data held no episode end) or after max_steps (DREAM_MAX_STEPS when 0). One frame per step is shown/recorded. Returns the dream scores."""
+    data held no episode end) or after max_steps (DREAM_MAX_STEPS when 0). One frame per step
+    is shown/recorded. Returns the dream scores."""
     if not temperature > 0 or not math.isfinite(temperature):
         raise UserError(f"--temperature must be a number > 0, got {temperature}")
     limit = max_steps if max_steps > 0 else DREAM_MAX_STEPS

@@ -169,13 +169,13 @@ def run(ctx):
                 ctx.env_steps += steps
             fitness = finite_fitness(returns.mean(axis=1))
             es.tell(list(asked), list(-fitness))
-            floored = floor_rel_step(es, cfg.controller.min_rel_step)
+            floor_rel_step(es, cfg.controller.min_rel_step)
             seconds = time.perf_counter() - start
             wall += seconds
             best = int(np.argmax(fitness))
             metrics = {"gen": gen, "mode": "dream" if dreaming else "real", "best_fitness": float(fitness[best]),
                        "mean_fitness": float(fitness.mean()), "std_fitness": float(fitness.std()),
-                       "sigma": float(es.sigma), "rel_step": rel_step(es), "sigma_floored": floored,
+                       "sigma": float(es.sigma), "rel_step": rel_step(es),
                        "env_steps": ctx.env_steps,
                        "steps_per_s": steps / max(seconds, 1e-9), "wall_s": wall,
                        "dream_steps": steps if dreaming else 0}
