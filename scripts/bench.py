@@ -6,7 +6,7 @@
                             [--engine-threads 0,1] [--json]
     python scripts/bench.py engine --env carracing|pong --episodes E --max-steps T --workers W
                             [--lanes L] [--renderer fast|exact|official] [--device D]
-                            [--torch-threads N] [--profile N] [--json]
+                            [--groups G] [--torch-threads N] [--profile N] [--json]
     python scripts/bench.py naive  --env carracing|pong --episodes E --max-steps T --workers W [--json]
     python scripts/bench.py dream  --batch 1024|16384 [--steps N] [--device D] [--json]
 
@@ -173,7 +173,8 @@ class where_closed:
 
 def run_engine(env: str, episodes: int, max_steps: int, workers: int, lanes: int = 0,
                renderer: str = "fast", device: str = "auto", population: int = 16, seed: int = 0,
-               profile: int = 0, torch_threads: int = 0, backend: str = "local", ray_address: str = "") -> dict:
+               profile: int = 0, torch_threads: int = 0, backend: str = "local", ray_address: str = "",
+               groups: int = 2) -> dict:
     import torch
 
     if torch_threads > 0:
@@ -194,7 +195,7 @@ def run_engine(env: str, episodes: int, max_steps: int, workers: int, lanes: int
 
     where = make_backend(backend, workers, ray_address)  # start-up (ray.init, actors) is not timed
     with where_closed(where), LaneEngine(spec, lanes, renderer=renderer, max_steps=max_steps,
-                                         backend=where) as engine:
+                                         backend=where, groups=groups) as engine:
         # not timed: one forward pass (lazy init, CUDA context, kernels), as a trainer's later generations
         warm = agent.policy(params, lanes, dev)
         warm.act(np.zeros((lanes, 64, 64, 3), np.uint8), range(lanes))
@@ -235,7 +236,7 @@ def run_engine(env: str, episodes: int, max_steps: int, workers: int, lanes: int
            "cpu_s": (cpu + (child1 - child0) if child0 is not None and child1 is not None and backend == "local"
                      else None),
            "master_cpu_s": cpu, "episodes": len(results), "max_steps": max_steps, "workers": n_workers,
-           "lanes": lanes, "population": population, "renderer": renderer if spec.id == "CarRacing-v3" else "ale",
+           "lanes": lanes, "groups": len(engine.groups), "population": population, "renderer": renderer if spec.id == "CarRacing-v3" else "ale",
            "torch_threads": torch.get_num_threads(), "backend": backend}
     return _finish(out)
 
@@ -479,7 +480,7 @@ def default_run(args) -> dict:
                 variants.reverse()
             for mode, threads in variants:
                 extra = ["--lanes", str(lanes), "--renderer", args.renderer, "--device", args.device,
-                         "--torch-threads", str(threads)] if mode.startswith("engine") else []
+                         "--torch-threads", str(threads), "--groups", str(args.groups)] if mode.startswith("engine") else []
                 cmd = ["naive", "--env-only"] if mode == "official-env" else [mode.split("/")[0]]
                 res = run_sub([*cmd, "--env", env, *common, *extra])
                 runs.setdefault((env, mode), []).append(res)
@@ -589,6 +590,7 @@ def main(argv: list[str] | None = None) -> int:
     env_args(p_engine, 0)
     p_engine.add_argument("--lanes", type=int, default=0, help="default min(32, episodes)")
     p_engine.add_argument("--renderer", choices=("fast", "exact", "official"), default="fast")
+    p_engine.add_argument("--groups", type=int, default=2, help="lane groups in flight (controller.groups)")
     p_engine.add_argument("--backend", choices=("local", "ray"), default="local",
                           help="ray: env workers as Ray actors (CPU of the actors is not counted)")
     p_engine.add_argument("--ray-address", default="", help="Ray cluster (default: a new local instance)")
@@ -617,6 +619,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=0, help="default: the usable CPU count")
     ap.add_argument("--lanes", type=int, default=0)
     ap.add_argument("--population", type=int, default=16)
+    ap.add_argument("--groups", type=int, default=2, help="the engine's lane groups (controller.groups)")
     ap.add_argument("--renderer", choices=("fast", "exact", "official"), default="fast")
     ap.add_argument("--engine-threads", default="0",
                     help="torch thread counts for the engine master, e.g. 0,1 (0 = torch's default)")
@@ -632,7 +635,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "engine":
         res = run_engine(args.env, args.episodes, args.max_steps, args.workers or usable_cpus(), args.lanes,
                          args.renderer, args.device, args.population, args.seed, args.profile,
-                         args.torch_threads, args.backend, args.ray_address)
+                         args.torch_threads, args.backend, args.ray_address, args.groups)
         _print_result(res, args.json)
     elif args.cmd == "naive":
         res = run_naive(args.env, args.episodes, args.max_steps, args.workers or usable_cpus(),

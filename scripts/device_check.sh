@@ -5,6 +5,10 @@
 #                                   # GPU, then scripts/bench.py with 16 workers (issue 3's targets)
 #   scripts/device_check.sh train   # the GPU budget of issue 6: scripts/results.sh carracing gpu
 #                                   # (GPU_MINUTES=7 of training; the final evaluation on top)
+#   scripts/device_check.sh tune    # issue 3's 10x: the official env in 1 and 16 processes, then
+#                                   # the engine at lane groups 2/4, 15/16 workers, 128/256 lanes;
+#                                   # writes the fastest 128-lane setting to /tmp/wm-choice, which a
+#                                   # following `train` on the same machine passes to wm-train
 #   scripts/device_check.sh profile # where the GPU engine's time goes (issue 3's 10x gap): the
 #                                   # master's cProfile at 128 lanes, then 256 lanes and 1 torch thread
 #
@@ -18,7 +22,7 @@
 # curriculum_results.json, metrics.csv ...). Measured on an H100 machine: bench 261 s, train 582 s.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-part=${1:?usage: scripts/device_check.sh bench|train|profile}
+part=${1:?usage: scripts/device_check.sh bench|tune|train|profile}
 OUT=${OUT:-/tmp/device-out}
 DEVICE=${DEVICE:-cuda} WORKERS=${WORKERS:-16}  # DEVICE=cpu WORKERS=2 tries it on a laptop
 mkdir -p "$OUT"
@@ -60,6 +64,50 @@ bench)
   done
   log "done"
   ;;
+tune)
+  log "machine"
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader; nproc
+  log "official CarRacing env only, 1 and $WORKERS processes"
+  timeout 40 python3 scripts/bench.py naive --env carracing --env-only --workers 1 --episodes 2 --max-steps 600 \
+    --json 2>/dev/null | tail -n 1 | tee "$OUT/official1.json"
+  timeout 60 python3 scripts/bench.py naive --env carracing --env-only --workers "$WORKERS" --episodes 64 --max-steps 300 \
+    --json 2>/dev/null | tail -n 1 | tee "$OUT/official16.json"
+  : > "$OUT/engine.jsonl"
+  for cfg in "128 2 $WORKERS" "128 4 $WORKERS" "128 4 $((WORKERS - 1))" "128 8 $WORKERS" "256 4 $WORKERS" "128 2 $WORKERS"; do
+    set -- $cfg
+    timeout 50 python3 scripts/bench.py engine --env carracing --episodes "$1" --lanes "$1" --groups "$2" --workers "$3" \
+      --max-steps 300 --device "$DEVICE" --json 2>/dev/null | tail -n 1 | tee -a "$OUT/engine.jsonl"
+  done
+  log "dream"
+  timeout 40 python3 scripts/bench.py dream --batch 16384 --steps 50 --device "$DEVICE" --json 2>/dev/null | tail -n 1 \
+    | tee "$OUT/dream.json"
+  python3 - "$OUT" <<'PY'
+import json, sys
+out = sys.argv[1]
+def rate(name):
+    try:
+        return json.load(open(f"{out}/{name}"))["steps_per_s"]
+    except (OSError, ValueError, KeyError):
+        return float("nan")
+one, many = rate("official1.json"), rate("official16.json")
+print(f"official env: {one:.1f} steps/s in 1 process, {many:.1f} in all the workers")
+best = None
+for line in open(f"{out}/engine.jsonl"):
+    try:
+        r = json.loads(line)
+    except ValueError:
+        continue
+    print(f"engine lanes {r['lanes']:>3} groups {r['groups']} workers {r['workers']:>2}: {r['steps_per_s']:8.1f} steps/s "
+          f"= {r['steps_per_s'] / many:5.2f}x the official env in as many processes, {r['steps_per_s'] / one:6.1f}x in 1; "
+          f"master cpu {r['master_cpu_s']:.1f} s of {r['seconds']:.1f} s")
+    if r["lanes"] == 128 and (best is None or r["steps_per_s"] > best["steps_per_s"]):
+        best = r
+if best is not None:
+    open("/tmp/wm-choice", "w").write(f"--set controller.groups={best['groups']} --workers {best['workers']}\n")
+    print("choice for train:", open("/tmp/wm-choice").read().strip())
+PY
+  log "done"
+  ;;
 profile)
   log "master profile, 128 lanes"
   timeout 120 python3 scripts/bench.py engine --env carracing --episodes 128 --lanes 128 --max-steps 300 \
@@ -73,9 +121,10 @@ profile)
   log "done"
   ;;
 train)
-  log "GPU budget: scripts/results.sh carracing gpu"
+  choice=$(cat /tmp/wm-choice 2>/dev/null)  # from `tune` on this machine, if it ran
+  log "GPU budget: scripts/results.sh carracing gpu /tmp/gpu-run $choice (GPU_MINUTES ${GPU_MINUTES:-7})"
   start=$(date +%s)
-  bash scripts/results.sh carracing gpu /tmp/gpu-run > "$OUT/train.log" 2>&1
+  bash scripts/results.sh carracing gpu /tmp/gpu-run $choice > "$OUT/train.log" 2>&1
   code=$?
   log "wm-train exit $code after $(( $(date +%s) - start )) s"
   cp /tmp/gpu-run/curriculum_results.json /tmp/gpu-run/carracing/metrics.csv /tmp/gpu-run/carracing/manifest.json \

@@ -2,13 +2,14 @@
 # The commands behind the README's results table and ablations (laptop budget: 2 CPU cores,
 # no GPU, the bundled `quick` config: 105 min of training + the final 100-episode evaluation).
 #
-#   scripts/results.sh ENV [VARIANT] [OUT]
+#   scripts/results.sh ENV [VARIANT] [OUT] [WM-TRAIN ARGS...]
 #     ENV      carracing | pong | breakout
 #     VARIANT  full (default) | v-only (C sees z only, no M) | untrained-m (M keeps its random
 #              initial weights) | no-dream (dream.gens=0) | one-round (rounds=1) |
 #              gpu (the GPU budget: 16 cores + 1 GPU, config default, GPU_MINUTES (default 7)
 #              of training + the final evaluation, about 8.5 minutes in all)
 #     OUT      run folder (default runs/quick-ENV-VARIANT)
+#     more arguments go to wm-train as they are (e.g. --set controller.groups=4)
 #
 # The final score (mean ± std over 100 official episodes on unseen seeds) is printed at the end
 # and lands in OUT/curriculum_results.json; `wm-report OUT` makes the tables and plots, and
@@ -28,4 +29,4 @@ case $variant in
   one-round) extra=(--set rounds=1) ;;
   *) echo "results.sh: unknown variant $variant" >&2; exit 2 ;;
 esac
-exec wm-train --envs "$env" --config "$config" --out "$out" "${extra[@]}"
+exec wm-train --envs "$env" --config "$config" --out "$out" "${extra[@]}" "${@:4}"

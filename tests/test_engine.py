@@ -2,6 +2,7 @@ import os
 import signal
 
 import numpy as np
+import pytest
 import torch
 
 from worldmodels.agent import Agent
@@ -158,16 +159,35 @@ def test_explore_episode_depends_on_its_seed_only():
 def test_lane_placement_keeps_every_worker_busy_and_mixes_the_groups():
     from worldmodels.engine.rollout import lane_placement
 
-    for workers in (1, 2, 3, 8, 16):
-        for lanes in range(workers, 4 * workers + 3):
-            place = lane_placement(lanes, workers)
-            counts = [place.count(w) for w in range(workers)]
-            assert min(counts) >= 1 and max(counts) - min(counts) <= 1, (lanes, workers, counts)
-            for w in range(workers):  # two or more lanes: both groups (even and odd lanes)
-                mine = [i for i in range(lanes) if place[i] == w]
-                if len(mine) >= 2:
-                    assert {i % 2 for i in mine} == {0, 1}, (lanes, workers, w, mine)
-    assert lane_placement(16, 16) == list(range(16))  # the 16-lane evaluation on 16 cores
+    for groups in (1, 2, 3, 4):
+        for workers in (1, 2, 3, 8, 16):
+            for lanes in range(1, 5 * workers + 3):
+                place = lane_placement(lanes, workers, groups)
+                used = min(lanes, workers)
+                counts = [place.count(w) for w in range(workers)]
+                assert min(counts[:used]) >= 1 and max(counts) - min(counts) <= 1, (groups, lanes, workers, counts)
+                g = min(groups, lanes)
+                for w in range(workers):  # g or more lanes: lanes of every group (lane i in group i % g)
+                    mine = [i for i in range(lanes) if place[i] == w]
+                    if len(mine) >= g:
+                        assert {i % g for i in mine} == set(range(g)), (groups, lanes, workers, w, mine)
+    # the 16-lane evaluation on 16 cores: one lane per worker, every worker busy
+    assert sorted(lane_placement(16, 16)) == list(range(16))
+    assert sorted(lane_placement(128, 16, 4)) == sorted(list(range(16)) * 8)
+
+
+def test_more_groups_give_the_same_episodes():
+    """Groups change the batches, not what an episode does: the explorer's returns agree."""
+    lanes = 6
+    out = []
+    for groups in (1, 2, 3):
+        with LaneEngine(CAR, lanes, workers=2, renderer="fast", max_steps=25, groups=groups) as engine:
+            out.append([(r.index, r.ret, r.length) for r in
+                        engine.run([Episode(s) for s in range(9)], ExplorePolicy(CAR, lanes))])
+    assert out[0] == out[1] == out[2]
+    assert len(out[0]) == 9
+    with pytest.raises(ValueError):
+        LaneEngine(CAR, 4, workers=1, groups=0)
 
 
 def test_packed_orders_reach_the_envs_as_sent():

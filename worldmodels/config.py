@@ -91,6 +91,10 @@ class ControllerConfig:
     """Cap on a training episode (env steps); a stalled controller cannot eat the budget."""
     slots: int = 32
     """Episodes run in lockstep (one batch); fixed by the config so results do not depend on workers."""
+    groups: int = 2
+    """The slots form this many lane groups (one batch each): while the workers step some, the
+    master acts for another. More groups keep the workers busy while the master waits for one
+    group's slowest worker, at smaller batches; fixed by the config like the slots."""
     use_h: bool = True
     """Feed M's hidden state h to C (False = the paper's 'V only' ablation)."""
     normalize: bool = False
@@ -303,6 +307,7 @@ def validate(cfg: TrainConfig) -> None:
         (cfg.controller.sigma0 > 0, "controller.sigma0 must be > 0"),
         (cfg.controller.max_steps >= 1, "controller.max_steps must be >= 1"),
         (cfg.controller.slots >= 1, "controller.slots must be >= 1"),
+        (cfg.controller.groups >= 1, "controller.groups must be >= 1"),
         (cfg.renderer in ("fast", "exact", "official"), "renderer must be fast, exact or official"),
         (cfg.eval.episodes >= 1 and cfg.eval.confirm_episodes >= 1 and cfg.eval.final_episodes >= 1,
          "eval episode counts must be >= 1"),

@@ -48,11 +48,13 @@ class WorldModelPolicy:
         z, _ = self.vae.encode(frames_to_tensor(obs[lanes], self.device))
         h, c = self.h[idx], self.c[idx]
         features = torch.cat([z, h], dim=1) if self.use_h else z
-        raw = self.controller.raw(self.weight, self.bias, features, self.candidate[idx]).cpu()
-        actions = list(self.controller.to_env(raw))
+        raw = self.controller.raw(self.weight, self.bias, features, self.candidate[idx])
+        actions = list(self.controller.to_env(raw.cpu()))  # the one wait for the device
         if self.noise > 0:
             actions = [self._explore(lane, a) for lane, a in zip(lanes, actions)]
-        a_model = self.controller.to_model_input(np.stack(actions)).to(self.device)
+            a_model = self.controller.to_model_input(np.stack(actions)).to(self.device)
+        else:  # M's input from raw on the device: no copy back (queued; runs while the envs step)
+            a_model = self.controller.torch_actions(raw)
         h, c = self.mdnrnn.step(z, a_model, (h, c))
         self.z[idx], self.h[idx], self.c[idx] = z, h, c
         return actions

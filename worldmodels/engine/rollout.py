@@ -81,18 +81,22 @@ def policy_threads(process_workers: int) -> int:
     return min(4, free) if free > 2 else 1
 
 
-def lane_placement(lanes: int, workers: int) -> list[int]:
-    """The worker of each lane: lanes dealt out along the workers and back again (0..W-1, then
-    W-1..0, ...), so counts differ by at most one and a worker with two or more lanes holds
-    lanes of both groups (w and 2W-1-w have different parity): it steps one group while the
-    master acts for the other. The old (i // 2) % W left half of the workers idle when lanes ==
-    W: the 16-lane evaluation on 16 cores ran at half the official env's 16-process rate.
-    Placement never changes results (batches depend on the number of lanes only).
+def lane_placement(lanes: int, workers: int, groups: int = 2) -> list[int]:
+    """The worker of each lane. Lane i belongs to group i % groups; each group's lanes are dealt
+    out along the workers, the count running on from one group to the next, so lane counts
+    differ by at most one and a worker with `groups` or more lanes holds lanes of every group:
+    it steps one group while the master acts for another. (The old (i // 2) % W left half of
+    the workers idle when lanes == W: the 16-lane evaluation on 16 cores ran at half the
+    official env's 16-process rate.) Placement never changes results (batches depend on the
+    number of lanes and groups only).
     """
-    place = []
-    for i in range(lanes):
-        row, col = divmod(i, workers)
-        place.append(col if row % 2 == 0 else workers - 1 - col)
+    groups = max(1, min(groups, lanes))
+    place = [0] * lanes
+    k = 0
+    for g in range(groups):
+        for lane in range(g, lanes, groups):
+            place[lane] = k % workers
+            k += 1
     return place
 
 
@@ -116,20 +120,24 @@ class LaneEngine:
     """Runs lists of episodes on `lanes` envs spread over the workers of a backend (default:
     `workers` local processes).
 
-    The lanes form two fixed groups (even and odd lanes). While the workers step one group,
-    the master computes the other group's actions, so env stepping and inference overlap. Each
-    worker holds lanes of both groups where it holds two or more (lane_placement). The groups
-    depend only on the number of lanes, so batches, and results, do not depend on the workers.
+    The lanes form `groups` fixed groups (lane i in group i % groups; default 2, even and odd
+    lanes). While the workers step some groups, the master computes another group's actions, so
+    env stepping and inference overlap; with more groups a worker has work queued while the
+    master waits for the slowest worker of one group. Each worker holds lanes of every group
+    where it holds that many (lane_placement). The groups depend only on the number of lanes and
+    `groups`, so batches, and results, do not depend on the workers.
     """
 
     def __init__(self, spec: EnvSpec, lanes: int, workers: int = 0, renderer: str = "official",
-                 max_steps: int = 0, timeout: float = 300.0, backend=None):
+                 max_steps: int = 0, timeout: float = 300.0, backend=None, groups: int = 2):
         self.spec = spec
         self.lanes = lanes
         backend = backend or LocalBackend(workers)
         n_workers = backend.worker_count(lanes)
-        self.lane_worker = lane_placement(lanes, n_workers)
-        self.groups = [list(range(g, lanes, 2)) for g in range(min(2, lanes))]
+        if groups < 1:
+            raise ValueError("groups must be >= 1")
+        self.lane_worker = lane_placement(lanes, n_workers, groups)
+        self.groups = [list(range(g, lanes, groups)) for g in range(min(groups, lanes))]
         self.workers = []
         try:
             for w in range(n_workers):

@@ -18,6 +18,7 @@ class Controller:
         self.in_dim, self.out_dim, self.action_kind = in_dim, action_dim, action_kind
         self.low = np.asarray(low or [], dtype=np.float32)
         self.high = np.asarray(high or [], dtype=np.float32)
+        self._bounds: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
 
     @property
     def n_params(self) -> int:
@@ -49,8 +50,11 @@ class Controller:
         one-hot of the argmax for discrete actions, the squashed box action otherwise."""
         if self.action_kind == "discrete":
             return torch.nn.functional.one_hot(raw.argmax(-1), self.out_dim).float()
-        low = torch.as_tensor(self.low, device=raw.device)
-        high = torch.as_tensor(self.high, device=raw.device)
+        bounds = self._bounds.get(raw.device)
+        if bounds is None:  # once per device: a copy to the GPU every step costs a sync
+            bounds = self._bounds[raw.device] = (torch.as_tensor(self.low, device=raw.device),
+                                                 torch.as_tensor(self.high, device=raw.device))
+        low, high = bounds
         return low + (torch.tanh(raw) + 1.0) * 0.5 * (high - low)
 
     def to_env(self, raw: torch.Tensor) -> np.ndarray:
