@@ -19,7 +19,8 @@
 #     --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
 #     -d .whl "$p"; done
 # and carried with the call. Results go to $OUT (bench.log, bench.json, train.log,
-# curriculum_results.json, metrics.csv ...). Measured on an H100 machine: bench 261 s, train 582 s.
+# curriculum_results.json, metrics.csv ...). Measured on an H100 machine: bench 261 s, train 582 s;
+# on an H200: tune 196 s, train with GPU_MINUTES=5.5 470 s.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 part=${1:?usage: scripts/device_check.sh bench|tune|train|profile}
