@@ -94,7 +94,7 @@ class ControllerConfig:
     groups: int = 2
     """The slots form this many lane groups (one batch each): while the workers step some, the
     master acts for another. Fixed by the config like the slots. More groups mean smaller
-    batches: on the GPU machine (128 lanes, 16 workers) 4 and 8 groups ran at 82% and 43% of 2's
+    batches: on the GPU machine (128 lanes, 16 workers) 4 and 8 groups ran at 85% and 45% of 2's
     rate, since the master pays a fixed cost per batch; on 2 cores 2 and 4 were even."""
     use_h: bool = True
     """Feed M's hidden state h to C (False = the paper's 'V only' ablation)."""
