@@ -466,7 +466,7 @@ def default_run(args) -> dict:
     # 2. engine vs naive, interleaved, each run in its own process
     lanes = args.lanes or min(32, args.episodes)
     print(f"\n== engine vs naive: {args.episodes} episodes x {args.max_steps} steps, {workers} workers, "
-          f"engine {lanes} lanes (device {args.device}, CarRacing renderer {args.renderer}), "
+          f"engine {lanes} lanes in {args.groups} groups (device {args.device}, CarRacing renderer {args.renderer}), "
           f"naive official env at batch 1; {args.repeats} interleaved repeats, medians ==", flush=True)
     common = ["--episodes", str(args.episodes), "--max-steps", str(args.max_steps), "--workers", str(workers),
               "--population", str(args.population), "--seed", str(args.seed)]
