@@ -130,12 +130,12 @@ class LaneEngine:
 
     def __init__(self, spec: EnvSpec, lanes: int, workers: int = 0, renderer: str = "official",
                  max_steps: int = 0, timeout: float = 300.0, backend=None, groups: int = 2):
+        if groups < 1:
+            raise ValueError("groups must be >= 1")
         self.spec = spec
         self.lanes = lanes
         backend = backend or LocalBackend(workers)
         n_workers = backend.worker_count(lanes)
-        if groups < 1:
-            raise ValueError("groups must be >= 1")
         self.lane_worker = lane_placement(lanes, n_workers, groups)
         self.groups = [list(range(g, lanes, groups)) for g in range(min(groups, lanes))]
         self.workers = []
