@@ -6,7 +6,7 @@
                             [--engine-threads 0,1] [--json]
     python scripts/bench.py engine --env carracing|pong --episodes E --max-steps T --workers W
                             [--lanes L] [--renderer fast|exact|official] [--device D]
-                            [--groups G] [--torch-threads N] [--profile N] [--json]
+                            [--groups G] [--action-repeat K] [--torch-threads N] [--profile N] [--json]
     python scripts/bench.py naive  --env carracing|pong --episodes E --max-steps T --workers W [--json]
     python scripts/bench.py dream  --batch 1024|16384 [--steps N] [--device D] [--json]
 
@@ -174,7 +174,7 @@ class where_closed:
 def run_engine(env: str, episodes: int, max_steps: int, workers: int, lanes: int = 0,
                renderer: str = "fast", device: str = "auto", population: int = 16, seed: int = 0,
                profile: int = 0, torch_threads: int = 0, backend: str = "local", ray_address: str = "",
-               groups: int = 2) -> dict:
+               groups: int = 2, action_repeat: int = 1) -> dict:
     import torch
 
     if torch_threads > 0:
@@ -183,7 +183,9 @@ def run_engine(env: str, episodes: int, max_steps: int, workers: int, lanes: int
     from worldmodels.agent import Agent, resolve_device
     from worldmodels.engine.rollout import Episode, LaneEngine
 
-    spec = _build_spec(env)
+    from worldmodels.envs import with_action_repeat
+
+    spec = with_action_repeat(_build_spec(env), action_repeat)
     dev = resolve_device(device)
     torch.manual_seed(seed)
     agent = Agent.build(spec, Z_DIM, HIDDEN, GAUSSIANS).to(dev)
@@ -236,7 +238,7 @@ def run_engine(env: str, episodes: int, max_steps: int, workers: int, lanes: int
            "cpu_s": (cpu + (child1 - child0) if child0 is not None and child1 is not None and backend == "local"
                      else None),
            "master_cpu_s": cpu, "episodes": len(results), "max_steps": max_steps, "workers": n_workers,
-           "lanes": lanes, "groups": len(engine.groups), "population": population, "renderer": renderer if spec.id == "CarRacing-v3" else "ale",
+           "lanes": lanes, "groups": len(engine.groups), "action_repeat": spec.action_repeat, "population": population, "renderer": renderer if spec.id == "CarRacing-v3" else "ale",
            "torch_threads": torch.get_num_threads(), "backend": backend}
     return _finish(out)
 
@@ -591,6 +593,8 @@ def main(argv: list[str] | None = None) -> int:
     p_engine.add_argument("--lanes", type=int, default=0, help="default min(32, episodes)")
     p_engine.add_argument("--renderer", choices=("fast", "exact", "official"), default="fast")
     p_engine.add_argument("--groups", type=int, default=2, help="lane groups in flight (controller.groups)")
+    p_engine.add_argument("--action-repeat", type=int, default=1,
+                          help="env steps each action is held for (action_repeat; env_steps counts every one)")
     p_engine.add_argument("--backend", choices=("local", "ray"), default="local",
                           help="ray: env workers as Ray actors (CPU of the actors is not counted)")
     p_engine.add_argument("--ray-address", default="", help="Ray cluster (default: a new local instance)")
@@ -635,7 +639,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "engine":
         res = run_engine(args.env, args.episodes, args.max_steps, args.workers or usable_cpus(), args.lanes,
                          args.renderer, args.device, args.population, args.seed, args.profile,
-                         args.torch_threads, args.backend, args.ray_address, args.groups)
+                         args.torch_threads, args.backend, args.ray_address, args.groups, args.action_repeat)
         _print_result(res, args.json)
     elif args.cmd == "naive":
         res = run_naive(args.env, args.episodes, args.max_steps, args.workers or usable_cpus(),

@@ -145,7 +145,8 @@ def play_main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=FINAL_SEED_START, help=f"episode i uses seed S+i (default {FINAL_SEED_START})")
     p.add_argument("--headless", action="store_true", help="never open a window")
     p.add_argument("--record", metavar="FILE", help="write a video (.mp4, .avi or .gif)")
-    p.add_argument("--fps", type=float, default=60.0)
+    p.add_argument("--fps", type=float, default=60.0,
+                   help="env steps a second shown or recorded (an agent that holds each action for k steps shows one frame in k)")
     p.add_argument("--max-steps", type=_positive_int, default=0, help="cap on an episode (0 = the env's own)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--dream", action="store_true",

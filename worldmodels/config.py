@@ -158,6 +158,12 @@ class TrainConfig:
     """Show the current best agent in a window while training (its own process)."""
     tensorboard: bool = False
     """Also write TensorBoard scalars to <out>/tensorboard (needs the tensorboard package)."""
+    action_repeat: int = 1
+    """Env steps each action of the agent (explorer, C) is held for; V, M and C see every
+    action_repeat-th frame, and M steps once per action. Not for Atari, whose v5 envs already
+    hold each action for 4 frames (ignored there). On CarRacing's fast renderer the held frames
+    are not drawn, so a held step costs the physics only. Stored in best.pt: evaluation and
+    wm-play hold actions the same way, on the official env."""
     renderer: str = "fast"
     """CarRacing renderer for collection and controller training: fast, exact or official.
     Eval snapshots use eval.renderer; the final evaluation and wm-play always use the official env."""
@@ -292,6 +298,7 @@ def validate(cfg: TrainConfig) -> None:
         (cfg.workers >= 0, "workers must be >= 0"),
         (cfg.time_budget >= 0, "time_budget must be >= 0 minutes"),
         (cfg.max_env_steps >= 0, "max_env_steps must be >= 0"),
+        (cfg.action_repeat >= 1, "action_repeat must be >= 1"),
         (cfg.rounds >= 1, "rounds must be >= 1"),
         (cfg.device in ("auto", "cpu", "cuda") or cfg.device.startswith("cuda:"),
          "device must be auto, cpu or cuda"),

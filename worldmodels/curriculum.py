@@ -19,7 +19,7 @@ from .checkpoint import (atomic_write_text, load_bundle, load_state, load_torch,
 from .config import STAGES, TrainConfig, changed_training_keys, to_dict
 from .engine.backends import make_backend
 from .engine.rollout import LaneEngine
-from .envs import probe_spec, renderer_used, resolve_env_ids, slug
+from .envs import probe_spec, renderer_used, resolve_env_ids, slug, with_action_repeat
 from .errors import RunFolderError, UserError
 from .hooks import Hook, default_hooks
 from .stages import stage_runners
@@ -68,7 +68,7 @@ class EnvContext:
 
     def __init__(self, run: "Run", env_id: str):
         self.run, self.cfg = run, run.cfg
-        self.spec = probe_spec(env_id)
+        self.spec = with_action_repeat(probe_spec(env_id), run.cfg.action_repeat)
         self.run_dir = run.out
         self.env_dir = run.out / self.spec.slug
         self.env_dir.mkdir(parents=True, exist_ok=True)
@@ -423,6 +423,11 @@ def reuse_from(ctx: EnvContext, source: Path) -> None:
         raise RunFolderError(f"--from {source}: no trained {ctx.spec.id} there ({src}/manifest.json missing)")
     if ctx.manifest["records"]:
         return  # already reused (or trained) in this run folder
+    theirs = _source_action_repeat(source, ctx.spec.id)
+    if theirs != ctx.spec.action_repeat:
+        raise RunFolderError(f"--from {source}: its data was collected with action_repeat {theirs}, this run "
+                             f"holds actions for {ctx.spec.action_repeat} (V and M would see other dynamics); "
+                             f"use --set action_repeat={theirs}")
     manifest = read_json(src / "manifest.json")
     done = {r["stage"] for r in manifest["records"] if r["round"] == 0}
     for name in ("data", "encoded"):
@@ -440,6 +445,16 @@ def reuse_from(ctx: EnvContext, source: Path) -> None:
     ctx.env_steps = max((int(r.get("env_steps", 0)) for r in reused), default=0)
     ctx.log(f"{ctx.spec.slug}: reusing {', '.join(s for s in ('collect', 'vae', 'encode', 'mdnrnn') if s in done)} "
             f"from {source}")
+
+
+def _source_action_repeat(source: Path, env_id: str) -> int:
+    """The action repeat an earlier run used for env_id (1 for runs from before the setting)."""
+    try:
+        cfg = yaml.safe_load((source / "run.yaml").read_text())["config"]
+        repeat = int(cfg.get("action_repeat", 1))
+    except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError):
+        repeat = 1
+    return 1 if env_id.startswith("ALE/") else max(1, repeat)
 
 
 __all__ = ["Run", "EnvContext", "slug"]

@@ -315,9 +315,9 @@ def run_episode(agent: Agent, policy, env, seed: int, on_step: Callable[[Step], 
         action = policy.act(seen[None], [0])[0]
         if on_step is not None and not on_step(Step(raw, seen, policy.z, action, step, total)):
             return total, step, False
-        raw, reward, terminated, truncated, _ = env.step(action)
+        raw, reward, terminated, truncated, info = env.step(action)
         total += float(reward)
-        step += 1
+        step += int(info.get("frames", 1))  # env steps (more than one when actions are held)
         if terminated or truncated:
             return total, step, True
 
@@ -430,6 +430,7 @@ def play(env: str, ckpt: str, episodes: int = 1, seed: int = 0, headless: bool =
         raise UserError(f"--temperature must be a number > 0, got {temperature}")
     dev = resolve_device(device)
     agent, params = load_agent_for(env, ckpt, dev)
+    fps = fps / agent.spec.action_repeat  # one shown frame per action: keep the game's pace
     sink = VideoSink(record, fps) if record else None
     window = not headless and display_available()
     if not headless and not window:

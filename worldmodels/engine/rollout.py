@@ -38,6 +38,7 @@ class EpisodeResult:
     candidate: int
     ret: float
     length: int
+    """Env steps (with an action repeat, more than the agent's actions)."""
 
 
 class Policy(Protocol):
@@ -285,10 +286,10 @@ class LaneEngine:
                     continue
                 action = orders[lane][1]
                 self.history[lane][1].append(action)  # after the step: a replay redoes only answered steps
-                _, reward, terminated, truncated = answer
+                _, reward, terminated, truncated, frames = answer
                 returns[lane] += reward
-                lengths[lane] += 1
-                self.steps += 1
+                lengths[lane] += frames  # env steps: an action held for k steps counts k
+                self.steps += frames
                 policy.observe(lane, action, answer[0], reward, terminated, truncated)
                 if terminated or truncated:
                     index = lane_episode[lane]

@@ -3,7 +3,8 @@
 A worker owns a fixed set of lanes (one env each). The master sends one message per step of a
 lane group: for each lane, an action to step or a seed to reset with; or whole action histories
 to replay after a worker was replaced. Every answer maps lane -> (frame, ...): (frame, reward,
-terminated, truncated) for a step, (frame,) for a reset or replay. Frames come back through shared memory
+terminated, truncated, env steps taken: more than 1 when the spec holds actions) for a step,
+(frame,) for a reset or replay. Frames come back through shared memory
 (one 64x64x3 slot per lane); the pipe carries only rewards and flags. Workers exit when the master goes away:
 the pipe closes (EOF), and on Linux the kernel also sends SIGKILL on parent death.
 """
@@ -52,8 +53,9 @@ class LaneEnvs:
                 obs, _ = self._reset_one(lane, value)
                 out[lane] = (preprocess(obs, self.spec),)
             else:
-                obs, reward, terminated, truncated, _ = self.envs[lane].step(value)
-                out[lane] = (preprocess(obs, self.spec), float(reward), bool(terminated), bool(truncated))
+                obs, reward, terminated, truncated, info = self.envs[lane].step(value)
+                out[lane] = (preprocess(obs, self.spec), float(reward), bool(terminated), bool(truncated),
+                             int(info.get("frames", 1)))
         return out
 
     def steps(self, packed: tuple) -> dict[int, tuple]:

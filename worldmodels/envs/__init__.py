@@ -88,6 +88,9 @@ class EnvSpec:
     low: list[float] = field(default_factory=list)
     high: list[float] = field(default_factory=list)
     fire_action: int | None = None
+    action_repeat: int = 1
+    """Env steps each of the agent's actions is held for (the ActionRepeat wrapper of make_env);
+    1 = every step. Stored in best.pt, so evaluation and wm-play hold actions the same way."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -135,6 +138,13 @@ def probe_spec(env_id: str) -> EnvSpec:
     return EnvSpec(id=env_id, slug=slug(env_id), target=TARGETS.get(env_id), crop=CROPS.get(env_id),
                    dilate=is_atari, action_kind=kind, action_dim=dim, low=low, high=high,
                    fire_action=fire)
+
+
+def with_action_repeat(spec: EnvSpec, repeat: int) -> EnvSpec:
+    """The spec with the agent holding each action for `repeat` env steps; Atari v5 envs keep 1
+    (they already hold each action for 4 frames)."""
+    spec.action_repeat = 1 if spec.id.startswith("ALE/") else max(1, int(repeat))
+    return spec
 
 
 def preprocess(frame: np.ndarray, spec: EnvSpec) -> np.ndarray:
@@ -187,6 +197,44 @@ class FireOnLifeLoss(gym.Wrapper):
         return obs, reward, terminated, truncated, info
 
 
+class ActionRepeat(gym.Wrapper):
+    """Hold each action for `repeat` env steps (fewer when the episode ends first) and return the
+    last frame, the summed reward and info["frames"], the env steps taken.
+
+    Part of the agent, like FIRE: the env and its score are the official ones. On the project's
+    own CarRacing (fast or exact renderer) the frames nobody sees are not drawn, so a held step
+    costs the physics only; the official env draws every frame as always.
+    """
+
+    def __init__(self, env: gym.Env, repeat: int):
+        super().__init__(env)
+        if repeat < 1:
+            raise ValueError("repeat must be >= 1")
+        self.repeat = repeat
+        self._skip = hasattr(env.unwrapped, "skip_render")
+
+    def reset(self, **kwargs):
+        if self._skip:
+            self.env.unwrapped.skip_render = False
+        return self.env.reset(**kwargs)
+
+    def step(self, action):
+        total, frames = 0.0, 0
+        for i in range(self.repeat):
+            if self._skip:
+                self.env.unwrapped.skip_render = i < self.repeat - 1
+            obs, reward, terminated, truncated, info = self.env.step(action)
+            total += float(reward)
+            frames += 1
+            if terminated or truncated:
+                break
+        if self._skip and self.env.unwrapped.skip_render:  # ended early on an undrawn frame
+            self.env.unwrapped.skip_render = False
+            obs = self.env.unwrapped.redraw()
+        info = dict(info, frames=frames)
+        return obs, total, terminated, truncated, info
+
+
 @contextlib.contextmanager
 def quiet_native_stderr():
     """ALE prints a banner from C++ on every new emulator; keep it off the user's terminal."""
@@ -211,7 +259,8 @@ def renderer_used(spec: EnvSpec, renderer: str) -> str:
 
 
 def make_env(spec: EnvSpec | str, renderer: str = "official", max_steps: int = 0) -> gym.Env:
-    """The official env (or the fast CarRacing for training), FIRE handling, an optional step cap."""
+    """The official env (or the fast CarRacing for training), FIRE handling, an optional cap on
+    env steps, and the spec's action repeat."""
     register_all()
     if isinstance(spec, str):
         spec = probe_spec(spec)
@@ -224,6 +273,8 @@ def make_env(spec: EnvSpec | str, renderer: str = "official", max_steps: int = 0
         env = gym.make(spec.id)
     if spec.fire_action is not None:
         env = FireOnLifeLoss(env, spec.fire_action)
-    if max_steps > 0:
+    if max_steps > 0:  # env steps, not held actions: ActionRepeat goes outside
         env = gym.wrappers.TimeLimit(env, max_episode_steps=max_steps)
+    if spec.action_repeat > 1:
+        env = ActionRepeat(env, spec.action_repeat)
     return env

@@ -277,6 +277,9 @@ class CarRacing(_cr.CarRacing):
             renderer,
         )
         self.renderer = renderer
+        # Set by worldmodels.envs.ActionRepeat on the held steps whose frame nobody sees: step()
+        # then keeps the previous state instead of drawing one (physics and rewards unchanged).
+        self.skip_render = False
         self._geom = None
         self._x_surf = None  # reused 1000x800 surfaces of the exact renderer
         self._x_flip = None
@@ -293,7 +296,14 @@ class CarRacing(_cr.CarRacing):
             self._build_geometry()
         return ok
 
+    def redraw(self) -> np.ndarray:
+        """Draw the current state (after held steps that skipped drawing) and return it."""
+        self.state = self._render("state_pixels")
+        return self.state
+
     def _render(self, mode: str):
+        if mode == "state_pixels" and self.skip_render and getattr(self, "state", None) is not None:
+            return self.state.copy()  # a held step: nobody looks at it (a copy, as step() promises new arrays)
         if self.renderer == "official" or mode != "state_pixels":
             return super()._render(mode)
         if "t" not in self.__dict__ or self.car is None or self._geom is None:

@@ -35,10 +35,13 @@ def run(ctx):
     extra_seeds = _seeds(cfg, ctx.round, 102, cap - n)  # its own stream: the first n stay as they were
     todo = [Episode(int(seeds[i]), tag=i) for i in range(n) if not (out / f"ep_{i:06d}.npz").exists()]
     # Env steps = the count before this round's collection + the steps of the rollouts on disk,
-    # so a collection killed halfway and resumed counts every kept step exactly once.
+    # so a collection killed halfway and resumed counts every kept step exactly once. on_disk
+    # holds each rollout's actions (= frames for V); with an action repeat of k a rollout took
+    # k env steps an action (its last action may have been held fewer: a resume counts it as k).
+    repeat = ctx.spec.action_repeat
     base = ctx.manifest.setdefault("collect_base", {}).setdefault(str(ctx.round), ctx.env_steps)
     on_disk = {int(p.stem[3:]): rollout_length(p) for p in out.glob("ep_*.npz")}
-    ctx.env_steps = base + sum(on_disk.values())
+    ctx.env_steps = base + sum(on_disk.values()) * repeat
     ctx.save_manifest()
     if on_disk:
         ctx.log(f"collect: {len(on_disk)} rollouts already on disk, collecting the rest")
@@ -69,7 +72,7 @@ def run(ctx):
     chunk = max(lanes * 4, 1)
 
     def count(tag: int, length: int) -> None:
-        on_disk[tag] = length
+        on_disk[tag] = -(-length // repeat)  # actions: only the last one can be held short
         ctx.env_steps += length
         ctx.tick(1)
 
