@@ -31,9 +31,10 @@ where available, else resource.getrusage ru_maxrss of RUSAGE_SELF + RUSAGE_CHILD
 device; also cpu_s (CPU seconds of this process and its workers over the timed part) and
 steps_per_cpu_s.
 
-The default run (no subcommand) measures everything on small sizes in one go: the CarRacing
-renderers (env only, 1 thread, via scripts/bench_render.py), then engine and naive on
-CarRacing and Pong, interleaved (engine, naive, naive, engine, ...; each run in its own
+The default run (no subcommand) measures everything in one go: the CarRacing renderers (env
+only, 1 thread, via scripts/bench_render.py), then engine and naive on CarRacing and Pong on one
+generation of the laptop config `quick` (64 episodes = population 16 x 4 rollouts, on 64 lanes
+as its controller.slots, episodes cut at 100 steps to keep the run short), interleaved (engine, naive, naive, engine, ...; each run in its own
 subprocess so peak RSS and thread settings are per run) and reports medians, then dream
 steps/s at batch 1,024 and 16,384, and the ratios: engine vs official single-process env-only
 steps/s on CarRacing (target >= 6x) and engine vs naive on Pong (target >= 2x).
@@ -192,7 +193,7 @@ def run_engine(env: str, episodes: int, max_steps: int, workers: int, lanes: int
     population, pairs = workload(episodes, population, seed)
     params = candidate_params(agent.controller.n_params, population, seed)
     episode_list = [Episode(s, cand) for s, cand in pairs]
-    lanes = lanes or min(32, episodes)
+    lanes = lanes or min(64, episodes)
     from worldmodels.engine.backends import make_backend
 
     where = make_backend(backend, workers, ray_address)  # start-up (ray.init, actors) is not timed
@@ -466,7 +467,7 @@ def default_run(args) -> dict:
     print(bench_render.format_table(render), flush=True)
 
     # 2. engine vs naive, interleaved, each run in its own process
-    lanes = args.lanes or min(32, args.episodes)
+    lanes = args.lanes or min(64, args.episodes)
     print(f"\n== engine vs naive: {args.episodes} episodes x {args.max_steps} steps, {workers} workers, "
           f"engine {lanes} lanes in {args.groups} groups (device {args.device}, CarRacing renderer {args.renderer}), "
           f"naive official env at batch 1; {args.repeats} interleaved repeats, medians ==", flush=True)
@@ -590,7 +591,7 @@ def main(argv: list[str] | None = None) -> int:
 
     p_engine = sub.add_parser("engine", help="the lane engine + batched world-model policy")
     env_args(p_engine, 0)
-    p_engine.add_argument("--lanes", type=int, default=0, help="default min(32, episodes)")
+    p_engine.add_argument("--lanes", type=int, default=0, help="default min(64, episodes)")
     p_engine.add_argument("--renderer", choices=("fast", "exact", "official"), default="fast")
     p_engine.add_argument("--groups", type=int, default=2, help="lane groups in flight (controller.groups)")
     p_engine.add_argument("--action-repeat", type=int, default=1,
@@ -618,7 +619,7 @@ def main(argv: list[str] | None = None) -> int:
     p_dream.add_argument("--json", action="store_true")
 
     ap.add_argument("--envs", default="carracing,pong")
-    ap.add_argument("--episodes", type=int, default=16)
+    ap.add_argument("--episodes", type=int, default=64, help="one generation of quick (16 x 4)")
     ap.add_argument("--max-steps", type=int, default=100)
     ap.add_argument("--workers", type=int, default=0, help="default: the usable CPU count")
     ap.add_argument("--lanes", type=int, default=0)
