@@ -86,6 +86,40 @@ def test_fast_renderer_with_held_actions_keeps_rewards_and_frames_close(official
     assert np.mean(errors) <= 3.0 and max(errors) <= 6.0
 
 
+def test_a_frame_drawn_after_an_end_on_a_held_step_shows_the_official_score():
+    """step() draws before it takes 0.1 off the score: redraw() must show the same number."""
+    official = make_env(probe_spec("CarRacing-v3"), renderer="official", max_steps=9)
+    held = make_env(with_action_repeat(probe_spec("CarRacing-v3"), 4), renderer="exact", max_steps=9)
+    action = np.array([0.0, 0.5, 0.0], np.float32)
+    official.reset(seed=SEED)
+    obs, _ = held.reset(seed=SEED)
+    for _ in range(9):
+        want, *_ = official.step(action)
+    for _ in range(3):  # 4 + 4 + 1: the cap ends the episode on a held step
+        obs, _, _, trunc, info = held.step(action)
+    assert trunc and info["frames"] == 1
+    assert np.array_equal(obs, want)
+
+
+def test_a_resumed_collection_counts_env_steps_once(tmp_path):
+    from worldmodels.config import build_config
+    from worldmodels.curriculum import Run
+
+    def collect():
+        cfg = build_config(["smoke"], ["envs=carracing", "workers=1", "stages=collect", "collect.rollouts=2",
+                                       "collect.max_steps=50", "action_repeat=3"])
+        Run(cfg, tmp_path, ["test"], log_fn=lambda m: None).run()
+        return json.loads((tmp_path / "carracing" / "manifest.json").read_text())
+
+    assert collect()["env_steps"] == 2 * 50
+    data = tmp_path / "carracing" / "data" / "round0"
+    with np.load(data / "ep_000000.npz") as ep:
+        assert ep["rewards"].shape[0] == 17  # 16 x 3 + 2
+    (data / "ep_000001.npz").unlink()
+    (tmp_path / "carracing" / "manifest.json").unlink()  # collect counts as not done
+    assert collect()["env_steps"] == 2 * 50  # the kept rollout counts 50 env steps, not 17 x 3
+
+
 def test_the_step_cap_counts_env_steps_not_actions():
     frames, rewards, steps, end = wrapped("fast", 4, max_steps=10)
     assert (steps, end, len(rewards)) == (10, (False, True), 3)  # 4 + 4 + 2

@@ -113,7 +113,8 @@ class DreamConfig:
     rollouts: int = 16
     """Dream episodes per candidate."""
     max_steps: int = 1000
-    """Cap on a dream episode (M's done head usually ends it sooner)."""
+    """Cap on a dream episode in env steps (M's done head usually ends it sooner); M steps once
+    per action, so with an action repeat of k a dream runs at most max_steps / k of M's steps."""
     temperature: float = 1.15
     """tau: mixture sampling temperature; low tau lets C exploit M, ~1.15 transferred in the paper."""
 

@@ -299,6 +299,7 @@ def _child_loop(queue, parent_pid: int, fps: float) -> None:
                     env.close()
                 env = make_env(agent.spec, renderer="official")
                 env_for, meanings = agent.spec.id, action_meanings(env)
+            window.period = agent.spec.action_repeat / max(fps, 1e-3)  # one frame per (held) action
             policy = agent.policy(np.asarray(best.params).reshape(1, -1), 1, "cpu")
             episode += 1
             quit_ = []

@@ -366,7 +366,7 @@ def play_dream(agent: Agent, params: np.ndarray, episodes: int, seed: int, devic
     is shown/recorded. Returns the dream scores."""
     if not temperature > 0 or not math.isfinite(temperature):
         raise UserError(f"--temperature must be a number > 0, got {temperature}")
-    limit = max_steps if max_steps > 0 else DREAM_MAX_STEPS
+    limit = -(-(max_steps if max_steps > 0 else DREAM_MAX_STEPS) // agent.spec.action_repeat)  # M steps
     done_at = done_threshold_for(agent.m_saw_ends)
     device = torch.device(device)
     ctrl, m = agent.controller, agent.mdnrnn

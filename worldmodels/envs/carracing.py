@@ -280,6 +280,7 @@ class CarRacing(_cr.CarRacing):
         # Set by worldmodels.envs.ActionRepeat on the held steps whose frame nobody sees: step()
         # then keeps the previous state instead of drawing one (physics and rewards unchanged).
         self.skip_render = False
+        self._skipped_reward = 0.0
         self._geom = None
         self._x_surf = None  # reused 1000x800 surfaces of the exact renderer
         self._x_flip = None
@@ -297,12 +298,18 @@ class CarRacing(_cr.CarRacing):
         return ok
 
     def redraw(self) -> np.ndarray:
-        """Draw the current state (after held steps that skipped drawing) and return it."""
-        self.state = self._render("state_pixels")
+        """Draw the frame the last step() skipped (an episode that ended on a held step) as
+        step() would have drawn it: step() draws before it takes the step's 0.1 off the score."""
+        shown, self.reward = self.reward, self._skipped_reward
+        try:
+            self.state = self._render("state_pixels")
+        finally:
+            self.reward = shown
         return self.state
 
     def _render(self, mode: str):
         if mode == "state_pixels" and self.skip_render and getattr(self, "state", None) is not None:
+            self._skipped_reward = self.reward  # the score this frame would have shown
             return self.state.copy()  # a held step: nobody looks at it (a copy, as step() promises new arrays)
         if self.renderer == "official" or mode != "state_pixels":
             return super()._render(mode)

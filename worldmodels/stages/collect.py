@@ -35,13 +35,18 @@ def run(ctx):
     extra_seeds = _seeds(cfg, ctx.round, 102, cap - n)  # its own stream: the first n stay as they were
     todo = [Episode(int(seeds[i]), tag=i) for i in range(n) if not (out / f"ep_{i:06d}.npz").exists()]
     # Env steps = the count before this round's collection + the steps of the rollouts on disk,
-    # so a collection killed halfway and resumed counts every kept step exactly once. on_disk
-    # holds each rollout's actions (= frames for V); with an action repeat of k a rollout took
-    # k env steps an action (its last action may have been held fewer: a resume counts it as k).
-    repeat = ctx.spec.action_repeat
+    # so a collection killed halfway and resumed counts every kept step once. on_disk holds each
+    # rollout's actions (= frames for V); with an action repeat of k a rollout took k env steps
+    # an action, up to collect.max_steps (only an episode that terminated on a held step took
+    # fewer, and a resume counts its last action as k).
+    repeat, cap = ctx.spec.action_repeat, cfg.collect.max_steps
+
+    def env_steps(actions: int) -> int:
+        return min(actions * repeat, cap) if cap > 0 else actions * repeat
+
     base = ctx.manifest.setdefault("collect_base", {}).setdefault(str(ctx.round), ctx.env_steps)
     on_disk = {int(p.stem[3:]): rollout_length(p) for p in out.glob("ep_*.npz")}
-    ctx.env_steps = base + sum(on_disk.values()) * repeat
+    ctx.env_steps = base + sum(env_steps(n) for n in on_disk.values())
     ctx.save_manifest()
     if on_disk:
         ctx.log(f"collect: {len(on_disk)} rollouts already on disk, collecting the rest")

@@ -116,6 +116,7 @@ def controller_params(solutions: np.ndarray, controller, norm) -> np.ndarray:
 
 def run(ctx):
     cfg = ctx.cfg
+    dream_steps = -(-cfg.dream.max_steps // ctx.spec.action_repeat)  # M steps once per (held) action
     agent = ctx.load_agent()
     n_params = agent.controller.n_params
     state = ctx.resume_state
@@ -155,7 +156,7 @@ def run(ctx):
                 pool, has_ends = dream_starts(ctx)
                 returns, steps = dream_returns(
                     agent.mdnrnn, agent.controller, solutions, pool, cfg.dream.rollouts,
-                    cfg.dream.max_steps, cfg.dream.temperature, seed=int(rng.integers(2**31)),
+                    dream_steps, cfg.dream.temperature, seed=int(rng.integers(2**31)),
                     use_h=agent.use_h, device=ctx.device, done_threshold=done_threshold_for(has_ends))
                 returns = returns.cpu().numpy().astype(np.float64)
             else:
