@@ -40,3 +40,8 @@ def test_min_frames_tops_up_with_more_rollouts_and_keeps_the_first(tmp_path):
     collect(tmp_path / "topped", "collect.min_frames=600")
     assert lengths(data) == topped
     assert np.array_equal(np.load(hole)["actions"], before)
+
+
+def test_min_frames_out_of_reach_stops_at_ten_times_the_rollouts(tmp_path):
+    data = collect(tmp_path / "capped", "collect.max_steps=30", "collect.min_frames=100000")
+    assert list(lengths(data)) == [f"ep_{i:06d}.npz" for i in range(20)]  # 2 rollouts + 9 x 2 more

@@ -39,10 +39,10 @@ def run(ctx):
     # rollout's actions (= frames for V); with an action repeat of k a rollout took k env steps
     # an action, up to collect.max_steps (only an episode that terminated on a held step took
     # fewer, and a resume counts its last action as k).
-    repeat, cap = ctx.spec.action_repeat, cfg.collect.max_steps
+    repeat, step_cap = ctx.spec.action_repeat, cfg.collect.max_steps
 
     def env_steps(actions: int) -> int:
-        return min(actions * repeat, cap) if cap > 0 else actions * repeat
+        return min(actions * repeat, step_cap) if step_cap > 0 else actions * repeat
 
     base = ctx.manifest.setdefault("collect_base", {}).setdefault(str(ctx.round), ctx.env_steps)
     on_disk = {int(p.stem[3:]): rollout_length(p) for p in out.glob("ep_*.npz")}
