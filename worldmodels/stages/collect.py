@@ -46,7 +46,7 @@ def run(ctx):
 
     base = ctx.manifest.setdefault("collect_base", {}).setdefault(str(ctx.round), ctx.env_steps)
     on_disk = {int(p.stem[3:]): rollout_length(p) for p in out.glob("ep_*.npz")}
-    ctx.env_steps = base + sum(env_steps(n) for n in on_disk.values())
+    ctx.env_steps = base + sum(env_steps(actions) for actions in on_disk.values())
     ctx.save_manifest()
     if on_disk:
         ctx.log(f"collect: {len(on_disk)} rollouts already on disk, collecting the rest")
