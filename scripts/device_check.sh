@@ -114,10 +114,11 @@ profile)
   timeout 120 python3 scripts/bench.py engine --env carracing --episodes 128 --lanes 128 --max-steps 300 \
     --workers "$WORKERS" --device "$DEVICE" --profile 30 --json > "$OUT/profile.log" 2>&1
   grep -v "^$" "$OUT/profile.log" | head -n 80
-  for args in "--lanes 256 --episodes 256" "--lanes 128 --episodes 128 --torch-threads 1"; do
+  for args in "--lanes 256 --episodes 256" "--lanes 128 --episodes 128 --torch-threads 1" \
+              "--lanes 128 --episodes 128 --max-steps 1000 --action-repeat 4"; do  # env steps per action as config default
     log "engine $args"
     timeout 120 python3 scripts/bench.py engine --env carracing --max-steps 300 --workers "$WORKERS" \
-      --device "$DEVICE" $args --json 2>&1 | tail -n 1
+      --device "$DEVICE" $args --json 2>&1 | tail -n 1  # a later --max-steps wins
   done
   log "done"
   ;;
