@@ -34,8 +34,8 @@ steps_per_cpu_s.
 The default run (no subcommand) measures everything in one go: the CarRacing renderers (env
 only, 1 thread, via scripts/bench_render.py), then engine and naive on CarRacing and Pong on one
 generation of the laptop config `quick` (64 episodes = population 16 x 4 rollouts, on 64 lanes
-as its controller.slots, episodes cut at 100 steps to keep the run short), interleaved (engine, naive, naive, engine, ...; each run in its own
-subprocess so peak RSS and thread settings are per run) and reports medians, then dream
+as its controller.slots, episodes cut at 100 steps to keep the run short), interleaved
+(engine, naive, naive, engine, ...; each run in its own subprocess so peak RSS and thread settings are per run) and reports medians, then dream
 steps/s at batch 1,024 and 16,384, and the ratios: engine vs official single-process env-only
 steps/s on CarRacing (target >= 6x) and engine vs naive on Pong (target >= 2x).
 """
