@@ -45,3 +45,17 @@ def test_min_frames_tops_up_with_more_rollouts_and_keeps_the_first(tmp_path):
 def test_min_frames_out_of_reach_stops_at_ten_times_the_rollouts(tmp_path):
     data = collect(tmp_path / "capped", "collect.max_steps=30", "collect.min_frames=100000")
     assert list(lengths(data)) == [f"ep_{i:06d}.npz" for i in range(20)]  # 2 rollouts + 9 x 2 more
+
+
+def test_env_overrides_reach_the_stage_of_their_env_only(tmp_path, cli):
+    """env_overrides.breakout.collect.max_steps caps Breakout's rollouts; the run-wide cap stays
+    for the others; a misspelt env name is one error line before anything is written."""
+    data = collect(tmp_path / "capped", "envs=breakout,pong", "collect.max_steps=60",
+                   "env_overrides.breakout.collect.max_steps=40")
+    assert set(lengths(data).values()) == {40}
+    assert set(lengths(tmp_path / "capped" / "pong" / "data" / "round0").values()) == {60}
+
+    proc = cli("wm-train", "--config", "smoke", "--envs", "pong", "--out", tmp_path / "bad",
+               "--set", "env_overrides.breakuot.collect.max_steps=40")
+    assert proc.returncode == 2 and "env_overrides" in proc.stderr and "breakuot" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "bad").exists()

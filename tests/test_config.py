@@ -1,7 +1,7 @@
 import pytest
 
-from worldmodels.config import (TrainConfig, build_config, bundled_configs, changed_training_keys, parse_set,
-                                to_dict)
+from worldmodels.config import (TrainConfig, build_config, bundled_configs, changed_training_keys, env_config,
+                                parse_set, to_dict)
 from worldmodels.errors import ConfigError
 
 
@@ -70,3 +70,46 @@ def test_a_key_added_since_the_run_counts_as_its_default():
     del old["vae"]["object_weight"]  # a run folder written before the key existed
     assert changed_training_keys(old, to_dict(build_config(["smoke"]))) == []
     assert changed_training_keys(old, to_dict(build_config(["smoke"], ["vae.object_weight=3"]))) == ["vae.object_weight"]
+
+
+def test_env_overrides_merge_and_the_command_line_wins(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("controller:\n  max_steps: 500\nenv_overrides:\n  carracing:\n    controller:\n      max_steps: 1000\n"
+                 "    collect.rollouts: 7\n")
+    cfg = build_config([str(f)])
+    assert cfg.controller.max_steps == 500  # the overrides stay aside until an env asks for them
+    assert cfg.env_overrides == {"carracing": {"controller": {"max_steps": 1000}, "collect": {"rollouts": 7}}}
+    car = env_config(cfg, lambda name: name == "carracing")
+    assert car.controller.max_steps == 1000 and car.collect.rollouts == 7
+    assert env_config(cfg, lambda name: name == "pong").controller.max_steps == 500
+    # --set of the same key is meant for every env: it beats the file's override, not the other keys
+    cfg = build_config([str(f)], ["controller.max_steps=300"])
+    car = env_config(cfg, lambda name: name == "carracing")
+    assert car.controller.max_steps == 300 and car.collect.rollouts == 7
+    # ... and an override on the command line adds to the file's
+    cfg = build_config([str(f)], ["env_overrides.carracing.vae.epochs=2", "env_overrides.pong.action_repeat=2"])
+    car = env_config(cfg, lambda name: name == "carracing")
+    assert (car.vae.epochs, car.controller.max_steps, car.collect.rollouts) == (2, 1000, 7)
+    assert env_config(cfg, lambda name: name == "pong").action_repeat == 2
+
+
+@pytest.mark.parametrize("item, needle", [
+    ("env_overrides.carracing.max_gens=3", "env_overrides.carracing.max_gens cannot differ between envs"),
+    ("env_overrides.carracing.eval.episodes=3", "env_overrides.carracing.eval.episodes"),
+    ("env_overrides.carracing.controller.nope=3", "env_overrides.carracing.controller.nope"),
+    ("env_overrides.carracing.controller.max_steps=x", "env_overrides.carracing.controller.max_steps"),
+    ("env_overrides.carracing.controller.max_steps=0", "env_overrides.carracing: controller.max_steps must be >= 1"),
+    ("env_overrides.carracing=3", "must map env names to settings"),
+])
+def test_bad_env_overrides_name_the_key(item, needle):
+    with pytest.raises(ConfigError) as exc:
+        build_config(["quick"], [item])
+    assert needle in str(exc.value)
+
+
+def test_env_overrides_count_as_training_keys_except_budgets():
+    a = to_dict(build_config(["quick"]))
+    b = to_dict(build_config(["quick"], ["env_overrides.carracing.controller.max_steps=700"]))
+    assert "env_overrides.carracing.controller.max_steps" in changed_training_keys(a, b)
+    c = to_dict(build_config(["quick"], ["env_overrides.pong.time_budget=30"]))
+    assert changed_training_keys(a, c) == []

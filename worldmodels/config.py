@@ -5,6 +5,7 @@ have the field's type. Bundled configs live in ``worldmodels/configs/*.yaml``.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import typing
 from dataclasses import dataclass, field
@@ -174,8 +175,18 @@ class TrainConfig:
     controller: ControllerConfig = field(default_factory=ControllerConfig)
     dream: DreamConfig = field(default_factory=DreamConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    env_overrides: dict[str, dict] = field(default_factory=dict)
+    """Settings for one env only, on top of the rest: {env: {key: value}}, env as --envs names it
+    (carracing, pong, breakout or a Gymnasium id), keys as elsewhere in the config (nested or
+    dotted), limited to ENV_KEYS. A key set later on the command line (--set, flags) wins over
+    env_overrides of it from a config file or an earlier --set, so `--set controller.max_steps=N`
+    means every env; `--set env_overrides.carracing.controller.max_steps=N` sets one."""
 
 
+# What env_overrides may set: what the stages read for the env being trained. Run-level keys
+# (max_gens, eval_every, patience, eval.*, workers, ...) shape the hooks and the loop of every env.
+ENV_KEYS = ("collect", "vae", "mdnrnn", "controller", "dream", "action_repeat", "renderer",
+            "time_budget", "max_env_steps")
 STAGES = ("collect", "vae", "encode", "mdnrnn", "controller")
 # Keys that may change between a run and its resume without invalidating what was trained.
 RESUMABLE_KEYS = {
@@ -196,6 +207,11 @@ def _resolve_types(cls) -> dict[str, Any]:
 
 def _check_value(key: str, value: Any, typ: Any) -> Any:
     origin = typing.get_origin(typ)
+    if origin is dict:
+        if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, dict) for k, v in value.items()):
+            raise ConfigError(f"config key '{key}' must map env names to settings, "
+                              f"e.g. {{carracing: {{controller: {{max_steps: 1000}}}}}}, got {value!r}")
+        return value
     if origin is list:
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
@@ -234,8 +250,53 @@ def apply_overrides(cfg: Any, overrides: dict, prefix: str = "") -> None:
         current = getattr(cfg, key)
         if dataclasses.is_dataclass(current):
             apply_overrides(current, value, prefix=f"{dotted}.")
+        elif typing.get_origin(types[key]) is dict:  # env_overrides: merged, env by env
+            merged = copy.deepcopy(current)
+            for name, settings in _check_value(dotted, value, types[key]).items():
+                merged[name] = _deep_merge(merged.get(name, {}), _undot(settings))
+            setattr(cfg, key, merged)
         else:
             setattr(cfg, key, _check_value(dotted, value, types[key]))
+
+
+def _undot(settings: dict) -> dict:
+    """{'controller.max_steps': 1000} -> {'controller': {'max_steps': 1000}}, nested maps kept."""
+    out: dict = {}
+    for key, value in settings.items():
+        node = out
+        parts = str(key).split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = _undot(value) if isinstance(value, dict) else value
+    return out
+
+
+def _deep_merge(base: dict, extra: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _drop_keys(env_overrides: dict, dotted_keys: set[str]) -> dict:
+    """env_overrides without the keys the command line sets for every env."""
+    out = {}
+    for name, settings in env_overrides.items():
+        kept = {k: v for k, v in flatten(settings).items() if k not in dotted_keys}
+        out[name] = _undot(kept)
+    return out
+
+
+def env_config(cfg: TrainConfig, matches) -> TrainConfig:
+    """The config of one env: cfg with the env_overrides whose name matches(name) applied."""
+    out = copy.deepcopy(cfg)
+    for name, settings in cfg.env_overrides.items():
+        if matches(name):
+            apply_overrides(out, settings)
+    return out
 
 
 def load_yaml(name_or_path: str) -> dict:
@@ -283,10 +344,11 @@ def build_config(config_names: list[str] | None = None, sets: list[str] | None =
     cfg = TrainConfig()
     for name in config_names or []:
         apply_overrides(cfg, load_yaml(name))
-    for item in sets or []:
-        apply_overrides(cfg, parse_set(item))
-    if flags:
-        apply_overrides(cfg, flags)
+    layers = [parse_set(item) for item in sets or []] + ([flags] if flags else [])
+    for layer in layers:
+        # the command line wins over a config file's env_overrides of the same key
+        cfg.env_overrides = _drop_keys(cfg.env_overrides, set(flatten(layer)))
+        apply_overrides(cfg, layer)
     validate(cfg)
     return cfg
 
@@ -334,6 +396,18 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"unknown stage(s) {', '.join(bad)}; stages are {', '.join(STAGES)}")
     if not cfg.envs:
         raise ConfigError("envs must name at least one environment")
+    for name, settings in cfg.env_overrides.items():
+        for key in flatten(_undot(settings)):
+            if key.split(".")[0] not in ENV_KEYS:
+                raise ConfigError(f"env_overrides.{name}.{key} cannot differ between envs; per env: "
+                                  f"{', '.join(ENV_KEYS)}")
+        one = copy.deepcopy(cfg)
+        one.env_overrides = {}
+        apply_overrides(one, settings, prefix=f"env_overrides.{name}.")
+        try:
+            validate(one)
+        except ConfigError as exc:
+            raise ConfigError(f"env_overrides.{name}: {exc}") from None
 
 
 def to_dict(cfg: Any) -> dict:
@@ -363,4 +437,10 @@ def changed_training_keys(old: dict, new: dict) -> list[str]:
     """
     a = {**flatten(to_dict(TrainConfig())), **flatten(old)}
     b = flatten(new)
-    return sorted(k for k in set(a) | set(b) if k not in RESUMABLE_KEYS and a.get(k) != b.get(k))
+    return sorted(k for k in set(a) | set(b) if not _resumable(k) and a.get(k) != b.get(k))
+
+
+def _resumable(dotted: str) -> bool:
+    if dotted.startswith("env_overrides."):  # env_overrides.<env>.<key>
+        dotted = dotted.split(".", 2)[2] if dotted.count(".") >= 2 else dotted
+    return dotted in RESUMABLE_KEYS

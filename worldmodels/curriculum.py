@@ -16,11 +16,11 @@ from . import __version__
 from .agent import FINAL_SEED_START, Agent, eval_lanes, evaluate, resolve_device
 from .checkpoint import (atomic_write_text, load_bundle, load_state, load_torch, load_torch_state, read_json,
                          save_torch, write_json)
-from .config import STAGES, TrainConfig, changed_training_keys, to_dict
+from .config import STAGES, TrainConfig, changed_training_keys, env_config, to_dict
 from .engine.backends import make_backend
 from .engine.rollout import LaneEngine
 from .envs import probe_spec, renderer_used, resolve_env_ids, slug, with_action_repeat
-from .errors import RunFolderError, UserError
+from .errors import ConfigError, RunFolderError, UserError
 from .hooks import Hook, default_hooks
 from .stages import stage_runners
 
@@ -67,8 +67,8 @@ class EnvContext:
     """Everything a stage or hook needs about the env being trained, and the stop flag."""
 
     def __init__(self, run: "Run", env_id: str):
-        self.run, self.cfg = run, run.cfg
-        self.spec = with_action_repeat(probe_spec(env_id), run.cfg.action_repeat)
+        self.run, self.cfg = run, env_config(run.cfg, lambda name: env_id in resolve_env_ids([name]))
+        self.spec = with_action_repeat(probe_spec(env_id), self.cfg.action_repeat)
         self.run_dir = run.out
         self.env_dir = run.out / self.spec.slug
         self.env_dir.mkdir(parents=True, exist_ok=True)
@@ -233,6 +233,11 @@ class Run:
         self.cfg, self.out, self.command = cfg, Path(out), command
         self.log = log_fn or (lambda msg: print(msg, file=sys.stderr, flush=True))
         self.env_ids = resolve_env_ids(cfg.envs)
+        for name in cfg.env_overrides:  # a misspelt env would silently override nothing
+            try:
+                resolve_env_ids([name])
+            except ConfigError as exc:
+                raise ConfigError(f"env_overrides: {exc}") from None
         for env_id in self.env_ids:  # reject unusable envs before anything is written
             probe_spec(env_id)
         self.device = resolve_device(cfg.device)
@@ -452,7 +457,10 @@ def _source_action_repeat(source: Path, env_id: str) -> int:
     try:
         cfg = yaml.safe_load((source / "run.yaml").read_text())["config"]
         repeat = int(cfg.get("action_repeat", 1))
-    except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError):
+        for name, settings in (cfg.get("env_overrides") or {}).items():
+            if "action_repeat" in settings and env_id in resolve_env_ids([name]):
+                repeat = int(settings["action_repeat"])
+    except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError, AttributeError, ConfigError):
         repeat = 1
     return 1 if env_id.startswith("ALE/") else max(1, repeat)
 
