@@ -100,6 +100,7 @@ def test_env_overrides_merge_and_the_command_line_wins(tmp_path):
     ("env_overrides.carracing.controller.max_steps=x", "env_overrides.carracing.controller.max_steps"),
     ("env_overrides.carracing.controller.max_steps=0", "env_overrides.carracing: controller.max_steps must be >= 1"),
     ("env_overrides.carracing=3", "must map env names to settings"),
+    ("env_overrides={carracing: {controller: 3, controller.max_steps: 5}}", "env_overrides.carracing.controller"),
 ])
 def test_bad_env_overrides_name_the_key(item, needle):
     with pytest.raises(ConfigError) as exc:
@@ -113,3 +114,30 @@ def test_env_overrides_count_as_training_keys_except_budgets():
     assert "env_overrides.carracing.controller.max_steps" in changed_training_keys(a, b)
     c = to_dict(build_config(["quick"], ["env_overrides.pong.time_budget=30"]))
     assert changed_training_keys(a, c) == []
+
+
+def test_env_overrides_later_layers_and_flags():
+    # dotted and nested keys of one env merge
+    cfg = build_config(["smoke"], ["env_overrides={carracing: {controller.pop_size: 6, controller: {max_steps: 5}}}"])
+    assert cfg.env_overrides == {"carracing": {"controller": {"pop_size": 6, "max_steps": 5}}}
+    # a flag for every env drops a file's override of it, not one given with --set
+    cfg = build_config(["smoke"], ["env_overrides.carracing.time_budget=60"], {"time_budget": 5.0})
+    assert cfg.time_budget == 5.0 and cfg.env_overrides == {"carracing": {"time_budget": 60}}
+
+
+def test_a_later_config_file_wins_over_an_earlier_files_override(tmp_path):
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("controller:\n  max_steps: 300\n")
+    cfg = build_config(["quick", str(mine)])
+    assert env_config(cfg, lambda name: name == "carracing").controller.max_steps == 300
+    assert build_config([str(mine), "quick"]).env_overrides["carracing"]["controller"]["max_steps"] == 1000
+
+
+def test_resume_compares_each_envs_own_settings():
+    old = to_dict(build_config(["quick"], ["env_overrides.carracing.controller.max_steps=500"]))
+    old.pop("env_overrides")  # a run folder from before env_overrides
+    new = to_dict(build_config(["quick"]))
+    def env(e):
+        return lambda name: name == e
+    assert changed_training_keys(old, new, [env("pong")]) == []  # pong trains as before
+    assert changed_training_keys(old, new, [env("pong"), env("carracing")]) == ["controller.max_steps"]

@@ -176,10 +176,10 @@ class TrainConfig:
     dream: DreamConfig = field(default_factory=DreamConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     env_overrides: dict[str, dict] = field(default_factory=dict)
-    """Settings for one env only, on top of the rest: {env: {key: value}}, env as --envs names it
-    (carracing, pong, breakout or a Gymnasium id), keys as elsewhere in the config (nested or
-    dotted), limited to ENV_KEYS. A key set later on the command line (--set, flags) wins over
-    env_overrides of it from a config file or an earlier --set, so `--set controller.max_steps=N`
+    """Settings for one env only, on top of the rest: {env: {key: value}}, env as --envs names
+    one env (carracing, pong, breakout or a Gymnasium id), keys as elsewhere in the config
+    (nested or dotted), limited to ENV_KEYS. A key that a later config file, --set or flag sets
+    for every env wins over a config file's override of it, so `--set controller.max_steps=N`
     means every env; `--set env_overrides.carracing.controller.max_steps=N` sets one."""
 
 
@@ -253,41 +253,58 @@ def apply_overrides(cfg: Any, overrides: dict, prefix: str = "") -> None:
         elif typing.get_origin(types[key]) is dict:  # env_overrides: merged, env by env
             merged = copy.deepcopy(current)
             for name, settings in _check_value(dotted, value, types[key]).items():
-                merged[name] = _deep_merge(merged.get(name, {}), _undot(settings))
+                where = f"{dotted}.{name}."
+                merged[name] = _deep_merge(merged.get(name, {}), _undot(settings, where), where)
             setattr(cfg, key, merged)
         else:
             setattr(cfg, key, _check_value(dotted, value, types[key]))
 
 
-def _undot(settings: dict) -> dict:
-    """{'controller.max_steps': 1000} -> {'controller': {'max_steps': 1000}}, nested maps kept."""
+def _undot(settings: dict, prefix: str = "env_overrides.") -> dict:
+    """{'controller.max_steps': 1000} -> {'controller': {'max_steps': 1000}}, nested maps merged."""
     out: dict = {}
     for key, value in settings.items():
-        node = out
-        parts = str(key).split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = _undot(value) if isinstance(value, dict) else value
+        value = _undot(value, f"{prefix}{key}.") if isinstance(value, dict) else value
+        for part in reversed(str(key).split(".")[1:]):
+            value = {part: value}
+        head = str(key).split(".")[0]
+        if isinstance(value, dict) and isinstance(out.get(head, {}), dict):
+            out[head] = _deep_merge(out.get(head, {}), value, f"{prefix}{head}.")
+        elif head in out:
+            raise ConfigError(f"config key '{prefix}{head}' is given twice, once as a value and once as a section")
+        else:
+            out[head] = value
     return out
 
 
-def _deep_merge(base: dict, extra: dict) -> dict:
+def _deep_merge(base: dict, extra: dict, prefix: str = "env_overrides.") -> dict:
     out = copy.deepcopy(base)
     for key, value in extra.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
+            out[key] = _deep_merge(out[key], value, f"{prefix}{key}.")
+        elif key in out and (isinstance(value, dict) or isinstance(out[key], dict)):
+            raise ConfigError(f"config key '{prefix}{key}' is given twice, once as a value and once as a section")
         else:
             out[key] = copy.deepcopy(value)
     return out
 
 
 def _drop_keys(env_overrides: dict, dotted_keys: set[str]) -> dict:
-    """env_overrides without the keys the command line sets for every env."""
+    """env_overrides without the keys a later layer sets for every env."""
     out = {}
     for name, settings in env_overrides.items():
         kept = {k: v for k, v in flatten(settings).items() if k not in dotted_keys}
         out[name] = _undot(kept)
     return out
+
+
+def effective(data: dict, matches) -> dict:
+    """A config as a flat dict for one env: its env_overrides whose name matches(name) applied."""
+    flat = {k: v for k, v in flatten(data).items() if not k.startswith("env_overrides.")}
+    for name, settings in (data.get("env_overrides") or {}).items():
+        if isinstance(settings, dict) and matches(name):
+            flat.update(flatten(_undot(settings)))
+    return flat
 
 
 def env_config(cfg: TrainConfig, matches) -> TrainConfig:
@@ -340,17 +357,34 @@ def parse_set(item: str) -> dict:
 
 def build_config(config_names: list[str] | None = None, sets: list[str] | None = None,
                  flags: dict | None = None) -> TrainConfig:
-    """Defaults <- config files in order <- --set items <- explicit command-line flags."""
+    """Defaults <- config files in order <- --set items <- explicit command-line flags.
+
+    env_overrides: a key that a later file, a --set or a flag sets for every env wins over a
+    config file's override of it; overrides given with --set win over everything."""
     cfg = TrainConfig()
+    from_files: dict = {}
     for name in config_names or []:
-        apply_overrides(cfg, load_yaml(name))
-    layers = [parse_set(item) for item in sets or []] + ([flags] if flags else [])
-    for layer in layers:
-        # the command line wins over a config file's env_overrides of the same key
-        cfg.env_overrides = _drop_keys(cfg.env_overrides, set(flatten(layer)))
+        layer = load_yaml(name)
+        from_files = _drop_keys(from_files, set(flatten(layer)))
+        cfg.env_overrides = {}
         apply_overrides(cfg, layer)
+        from_files = _merge_overrides(from_files, cfg.env_overrides)
+    from_command_line: dict = {}
+    for layer in [parse_set(item) for item in sets or []] + ([flags] if flags else []):
+        from_files = _drop_keys(from_files, set(flatten(layer)))
+        cfg.env_overrides = from_command_line
+        apply_overrides(cfg, layer)
+        from_command_line = cfg.env_overrides
+    cfg.env_overrides = _merge_overrides(from_files, from_command_line)
     validate(cfg)
     return cfg
+
+
+def _merge_overrides(a: dict, b: dict) -> dict:
+    out = copy.deepcopy(a)
+    for name, settings in b.items():
+        out[name] = _deep_merge(out.get(name, {}), settings)
+    return out
 
 
 def validate(cfg: TrainConfig) -> None:
@@ -430,14 +464,22 @@ def flatten(data: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def changed_training_keys(old: dict, new: dict) -> list[str]:
+def changed_training_keys(old: dict, new: dict, matchers: list | None = None) -> list[str]:
     """Keys whose change would alter what an earlier run already trained.
 
     A key that the earlier run's config lacks (added in a later version) counts as its default.
+    With matchers (one matches(name) per env of the run), each env's own settings are compared,
+    env_overrides applied: an override of an env the run does not train changes nothing.
     """
-    a = {**flatten(to_dict(TrainConfig())), **flatten(old)}
-    b = flatten(new)
-    return sorted(k for k in set(a) | set(b) if not _resumable(k) and a.get(k) != b.get(k))
+    base = flatten(to_dict(TrainConfig()))
+    if matchers is None:
+        a, b = {**base, **flatten(old)}, flatten(new)
+        return sorted(k for k in set(a) | set(b) if not _resumable(k) and a.get(k) != b.get(k))
+    changed: set[str] = set()
+    for matches in matchers:
+        a, b = {**base, **effective(old, matches)}, {**base, **effective(new, matches)}
+        changed |= {k for k in set(a) | set(b) if not _resumable(k) and a.get(k) != b.get(k)}
+    return sorted(changed)
 
 
 def _resumable(dotted: str) -> bool:

@@ -16,7 +16,7 @@ from . import __version__
 from .agent import FINAL_SEED_START, Agent, eval_lanes, evaluate, resolve_device
 from .checkpoint import (atomic_write_text, load_bundle, load_state, load_torch, load_torch_state, read_json,
                          save_torch, write_json)
-from .config import STAGES, TrainConfig, changed_training_keys, env_config, to_dict
+from .config import STAGES, TrainConfig, changed_training_keys, effective, env_config, to_dict
 from .engine.backends import make_backend
 from .engine.rollout import LaneEngine
 from .envs import probe_spec, renderer_used, resolve_env_ids, slug, with_action_repeat
@@ -67,7 +67,7 @@ class EnvContext:
     """Everything a stage or hook needs about the env being trained, and the stop flag."""
 
     def __init__(self, run: "Run", env_id: str):
-        self.run, self.cfg = run, env_config(run.cfg, lambda name: env_id in resolve_env_ids([name]))
+        self.run, self.cfg = run, env_config(run.cfg, env_matcher(env_id))
         self.spec = with_action_repeat(probe_spec(env_id), self.cfg.action_repeat)
         self.run_dir = run.out
         self.env_dir = run.out / self.spec.slug
@@ -235,9 +235,11 @@ class Run:
         self.env_ids = resolve_env_ids(cfg.envs)
         for name in cfg.env_overrides:  # a misspelt env would silently override nothing
             try:
-                resolve_env_ids([name])
+                ids = resolve_env_ids([name])
             except ConfigError as exc:
                 raise ConfigError(f"env_overrides: {exc}") from None
+            if len(ids) != 1:
+                raise ConfigError(f"env_overrides: '{name}' names {len(ids)} envs; give each env its own entry")
         for env_id in self.env_ids:  # reject unusable envs before anything is written
             probe_spec(env_id)
         self.device = resolve_device(cfg.device)
@@ -269,7 +271,7 @@ class Run:
                 old = yaml.safe_load(run_yaml.read_text())["config"]
             except Exception:  # noqa: BLE001
                 raise RunFolderError(f"{run_yaml} is unreadable; rerun with --restart to start over") from None
-            changed = changed_training_keys(old, to_dict(self.cfg))
+            changed = changed_training_keys(old, to_dict(self.cfg), [env_matcher(e) for e in self.env_ids])
             if changed:
                 raise RunFolderError(f"{out} holds a run trained with other settings ({', '.join(changed)}); "
                                      "use the same settings to resume, --restart to start over, or another --out")
@@ -452,14 +454,21 @@ def reuse_from(ctx: EnvContext, source: Path) -> None:
             f"from {source}")
 
 
+def env_matcher(env_id: str):
+    """matches(name): whether an env_overrides entry named name is about env_id."""
+    def matches(name: str) -> bool:
+        try:
+            return resolve_env_ids([name]) == [env_id]
+        except ConfigError:  # e.g. an env no longer registered, in an older run.yaml
+            return False
+    return matches
+
+
 def _source_action_repeat(source: Path, env_id: str) -> int:
     """The action repeat an earlier run used for env_id (1 for runs from before the setting)."""
     try:
         cfg = yaml.safe_load((source / "run.yaml").read_text())["config"]
-        repeat = int(cfg.get("action_repeat", 1))
-        for name, settings in (cfg.get("env_overrides") or {}).items():
-            if "action_repeat" in settings and env_id in resolve_env_ids([name]):
-                repeat = int(settings["action_repeat"])
+        repeat = int(effective(cfg, env_matcher(env_id)).get("action_repeat", 1))
     except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError, AttributeError, ConfigError):
         repeat = 1
     return 1 if env_id.startswith("ALE/") else max(1, repeat)
