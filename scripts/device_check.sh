@@ -4,7 +4,8 @@
 #   scripts/device_check.sh bench   # CUDA sanity, GPU-path tests, a CarRacing smoke run on the
 #                                   # GPU, then scripts/bench.py with 16 workers (issue 3's targets)
 #   scripts/device_check.sh train   # the GPU budget of issue 6: scripts/results.sh carracing gpu
-#                                   # (GPU_MINUTES=7 of training; the final evaluation on top)
+#                                   # (GPU_MINUTES=7 of training; the final evaluation on top;
+#                                   # WM_ARGS="--set KEY=VALUE" tries a change)
 #   scripts/device_check.sh tune    # issue 3's 10x: the official env in 1 and 16 processes, then
 #                                   # the engine at lane groups 2/4, 15/16 workers, 128/256 lanes;
 #                                   # writes the fastest 128-lane setting to /tmp/wm-choice, which a
@@ -20,7 +21,7 @@
 #     -d .whl "$p"; done
 # and carried with the call. Results go to $OUT (bench.log, bench.json, train.log,
 # curriculum_results.json, metrics.csv ...). Measured on an H100 machine: bench 261 s, train 582 s;
-# on an H200: tune 196 s, train with GPU_MINUTES=5.5 470 s.
+# on an H200: tune 196 s, train with GPU_MINUTES=5.5 470 s, with GPU_MINUTES=7 554 s.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 part=${1:?usage: scripts/device_check.sh bench|tune|train|profile}
@@ -124,9 +125,10 @@ profile)
   ;;
 train)
   choice=$(cat /tmp/wm-choice 2>/dev/null)  # from `tune` on this machine, if it ran
-  log "GPU budget: scripts/results.sh carracing gpu /tmp/gpu-run $choice (GPU_MINUTES ${GPU_MINUTES:-7})"
+  # WM_ARGS: more wm-train arguments, e.g. WM_ARGS="--set action_repeat=4" to try a change
+  log "GPU budget: scripts/results.sh carracing gpu /tmp/gpu-run $choice ${WM_ARGS:-} (GPU_MINUTES ${GPU_MINUTES:-7})"
   start=$(date +%s)
-  bash scripts/results.sh carracing gpu /tmp/gpu-run $choice > "$OUT/train.log" 2>&1
+  bash scripts/results.sh carracing gpu /tmp/gpu-run $choice ${WM_ARGS:-} > "$OUT/train.log" 2>&1
   code=$?
   log "wm-train exit $code after $(( $(date +%s) - start )) s"
   cp /tmp/gpu-run/curriculum_results.json /tmp/gpu-run/carracing/metrics.csv /tmp/gpu-run/carracing/manifest.json \
