@@ -38,3 +38,14 @@ def test_resume_ignores_overrides_of_envs_the_run_does_not_train(tmp_path):
     other = build_config(["smoke"], ["envs=pong", "workers=1", "env_overrides.ALE/Pong-v5.controller.max_steps=9"])
     with pytest.raises(RunFolderError, match="controller.max_steps"):
         Run(other, out, ["test"], log_fn=lambda m: None)
+
+
+def test_a_run_yaml_with_broken_env_overrides_is_one_error(tmp_path):
+    out = tmp_path / "run"
+    cfg = build_config(["smoke"], ["envs=pong", "workers=1"])
+    Run(cfg, out, ["test"], log_fn=lambda m: None).backend.close()
+    text = (out / "run.yaml").read_text().replace("env_overrides: {}", "env_overrides: [1, 2]")
+    assert "env_overrides: [1, 2]" in text
+    (out / "run.yaml").write_text(text)
+    with pytest.raises(RunFolderError, match="unreadable"):
+        Run(cfg, out, ["test"], log_fn=lambda m: None)

@@ -269,9 +269,9 @@ class Run:
         elif run_yaml.exists():
             try:
                 old = yaml.safe_load(run_yaml.read_text())["config"]
+                changed = changed_training_keys(old, to_dict(self.cfg), [env_matcher(e) for e in self.env_ids])
             except Exception:  # noqa: BLE001
                 raise RunFolderError(f"{run_yaml} is unreadable; rerun with --restart to start over") from None
-            changed = changed_training_keys(old, to_dict(self.cfg), [env_matcher(e) for e in self.env_ids])
             if changed:
                 raise RunFolderError(f"{out} holds a run trained with other settings ({', '.join(changed)}); "
                                      "use the same settings to resume, --restart to start over, or another --out")
