@@ -1,5 +1,6 @@
 
 
+from worldmodels.agent import CONFIRM_SEED_START, FINAL_SEED_START, SNAPSHOT_SEED_START
 from worldmodels.config import build_config
 from worldmodels.curriculum import Run
 from worldmodels.hooks import EarlyStopping, Hook, default_hooks
@@ -101,10 +102,11 @@ def test_snapshots_use_the_eval_renderer_and_a_target_is_confirmed_on_the_offici
 
         def __init__(self):
             super().__init__()
-            self.calls, self.logs = [], []
+            self.calls, self.logs, self.seeds = [], [], []
 
         def evaluate(self, params, episodes, seed_start, renderer="official"):
             self.calls.append((episodes, renderer))
+            self.seeds.append(seed_start)
             return {"mean": 9.0, "std": 0.0, "episodes": episodes, "renderer": renderer}
 
         def log(self, msg):
@@ -115,5 +117,8 @@ def test_snapshots_use_the_eval_renderer_and_a_target_is_confirmed_on_the_offici
     hook.on_step_end(ctx, "controller", StepReport("controller", 0, {"best_fitness": 1.0}, total=3,
                                                    extra={"best_params": np.zeros(4)}))
     assert ctx.calls == [(8, "fast"), (100, "official")]
+    # snapshots and the confirmation are part of training: neither looks at the final seeds
+    assert ctx.seeds == [SNAPSHOT_SEED_START, CONFIRM_SEED_START]
+    assert SNAPSHOT_SEED_START + 10_000 < CONFIRM_SEED_START < CONFIRM_SEED_START + 10_000 < FINAL_SEED_START
     assert hook.best["renderer"] == "fast" and ctx.should_stop  # confirmed on the official env
     assert build_config(["smoke"], []).eval.renderer == "fast"

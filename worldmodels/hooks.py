@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .agent import SNAPSHOT_SEED_START, FINAL_SEED_START
+from .agent import CONFIRM_SEED_START, SNAPSHOT_SEED_START
 from .checkpoint import read_csv_rows, save_state, save_torch, save_torch_state, write_csv_rows, write_json
 
 log = logging.getLogger("worldmodels")
@@ -144,7 +144,7 @@ class EvalSnapshot(Hook):
         ctx.best_params = np.asarray(self.best_params)
         target = ctx.spec.target
         if target is not None and new_best and result["mean"] >= target:
-            confirm = ctx.evaluate(params, self.confirm_episodes, FINAL_SEED_START, renderer="official")
+            confirm = ctx.evaluate(params, self.confirm_episodes, CONFIRM_SEED_START, renderer="official")
             report.metrics["confirm"] = confirm
             ctx.log(f"{ctx.spec.slug}: snapshot mean {result['mean']:.2f} reached the target {target}; "
                     f"confirmation over {confirm['episodes']} episodes: {confirm['mean']:.2f} ± {confirm['std']:.2f}")
