@@ -8,6 +8,8 @@ from worldmodels.stages import StepReport
 
 
 class FakeCtx:
+    round = 0
+
     def __init__(self):
         self.should_stop, self.stop_reason, self.early_stopped = False, None, False
 
@@ -89,7 +91,24 @@ def test_hooks_run_in_order_around_every_stage(tmp_path):
     assert recording.calls == expected + ["env_end", "run_end"]
     # EvalSnapshot runs before later hooks and shares its numbers through report.metrics
     assert recording.saw_eval == [True, False, True]
-    assert sorted(p.name for p in (tmp_path / "run" / "pong" / "eval").iterdir()) == ["gen_0000.json", "gen_0002.json"]
+    env = tmp_path / "run" / "pong"
+    assert sorted(p.name for p in (env / "eval").iterdir()) == ["gen_0000.json", "gen_0002.json", "pick_round0.json"]
+    # the pick at the end of the stage: best.pt holds the finalist it kept, whose score over the
+    # pick's episodes and seeds a fresh evaluation of best.pt reproduces
+    import json
+
+    from worldmodels.agent import PICK_SEED_START, Agent, evaluate
+    from worldmodels.checkpoint import load_bundle
+
+    pick = json.loads((env / "eval" / "pick_round0.json").read_text())
+    assert pick["episodes"] == 2 and pick["seed_start"] == PICK_SEED_START and len(pick["finalists"]) >= 2
+    kept = next(f for f in pick["finalists"] if f["label"] == pick["kept"])
+    assert kept["mean"] == max(f["mean"] for f in pick["finalists"])
+    bundle = load_bundle(env / "best.pt")
+    assert bundle["eval"]["snapshot"]["mean"] == kept["mean"] and bundle["eval"]["snapshot"]["picked"]
+    agent, params = Agent.from_bundle(bundle)
+    again = evaluate(agent, params, 2, PICK_SEED_START, "cpu", workers=1, max_steps=cfg.eval.max_steps)
+    assert again["scores"] == kept["scores"]
 
 
 def test_snapshots_use_the_eval_renderer_and_a_target_is_confirmed_on_the_official_env():
@@ -122,3 +141,108 @@ def test_snapshots_use_the_eval_renderer_and_a_target_is_confirmed_on_the_offici
     assert SNAPSHOT_SEED_START + 10_000 < CONFIRM_SEED_START < CONFIRM_SEED_START + 10_000 < FINAL_SEED_START
     assert hook.best["renderer"] == "fast" and ctx.should_stop  # confirmed on the official env
     assert build_config(["smoke"], []).eval.renderer == "fast"
+
+
+def _pick_ctx(tmp_path, scores):
+    """A FakeCtx with a real best.pt whose evaluate() scores a controller by scores[first param]."""
+    import numpy as np
+
+    from worldmodels.agent import Agent
+    from worldmodels.checkpoint import save_torch
+    from worldmodels.envs import probe_spec
+
+    agent = Agent.build(probe_spec("ALE/Pong-v5"), z_dim=4, hidden=8, gaussians=2)
+    n = agent.controller.n_params
+
+    class Ctx(FakeCtx):
+        spec = agent.spec
+        round = 0
+        env_dir = tmp_path
+
+        def __init__(self):
+            super().__init__()
+            self.calls, self.logs = [], []
+
+        def evaluate(self, params, episodes, seed_start, renderer="official", agent=None):
+            key = int(round(float(np.asarray(params)[0])))
+            self.calls.append((key, episodes, seed_start, renderer, agent is not None))
+            return {"mean": float(scores[key]), "std": 0.0, "episodes": episodes, "renderer": renderer,
+                    "scores": [float(scores[key])] * episodes}
+
+        def load_agent(self):
+            return agent
+
+        def provenance(self, gen):
+            return {"gen": gen}
+
+        def interrupted(self):
+            return False
+
+        def log(self, msg):
+            self.logs.append(msg)
+
+    def params(k):
+        p = np.zeros(n)
+        p[0] = k
+        return p
+
+    save_torch(tmp_path / "best.pt", agent.bundle(params(0), {"snapshot": {"gen": 0, "mean": 9.0}, "final": None},
+                                                  {"gen": 0}))
+    return Ctx(), params
+
+
+def test_the_pick_scores_finalists_on_their_own_seeds_and_keeps_the_best(tmp_path):
+    import json
+
+    import numpy as np
+
+    from worldmodels.agent import PICK_SEED_START
+    from worldmodels.checkpoint import load_bundle
+    from worldmodels.hooks import EvalSnapshot
+
+    # snapshots (8 episodes) said 9, 7, 8, 1 for params 0..3; over 32 episodes they score 5, 6, 4, 0,
+    # and the CMA-ES mean (params 4) 6.5
+    snap_means, pick_means = {0: 9.0, 1: 7.0, 2: 8.0, 3: 1.0}, {0: 5.0, 1: 6.0, 2: 4.0, 3: 0.0, 4: 6.5}
+    ctx, params = _pick_ctx(tmp_path, pick_means)
+    ctx.evaluate_snap = ctx.evaluate
+    hook = EvalSnapshot(every=1, episodes=8, confirm_episodes=100, renderer="fast", finalists=3, pick_episodes=32)
+    for gen in range(4):
+        ctx.evaluate = lambda p, e, s, renderer="official", agent=None: {
+            "mean": snap_means[int(p[0])], "std": 0.0, "episodes": e, "renderer": renderer}
+        hook.on_step_end(ctx, "controller", StepReport("controller", gen, {}, total=4,
+                                                       extra={"best_params": params(gen), "mean_params": params(4)}))
+    assert [e["gen"] for e in hook.top] == [0, 2, 1]  # the 3 best snapshots of the round
+    ctx.evaluate = ctx.evaluate_snap
+    hook.on_stage_end(ctx, "controller")
+    # best.pt (with its own V and M), the two other top snapshots, the CMA-ES mean: same seeds
+    assert ctx.calls == [(0, 32, PICK_SEED_START, "fast", True), (2, 32, PICK_SEED_START, "fast", False),
+                         (1, 32, PICK_SEED_START, "fast", False), (4, 32, PICK_SEED_START, "fast", False)]
+    assert SNAPSHOT_SEED_START + 10_000 < PICK_SEED_START < PICK_SEED_START + 10_000 < CONFIRM_SEED_START
+    bundle = load_bundle(tmp_path / "best.pt")
+    assert int(bundle["controller"]["params"][0]) == 4  # the mean won: best.pt was rewritten with it
+    assert bundle["eval"]["snapshot"]["source"] == "mean" and bundle["eval"]["snapshot"]["mean"] == 6.5
+    assert hook.best["gen"] == 3 and ctx.best_eval["picked"]
+    pick = json.loads((tmp_path / "eval" / "pick_round0.json").read_text())
+    assert pick["kept"] == "CMA-ES mean gen 3" and [f["mean"] for f in pick["finalists"]] == [5.0, 4.0, 6.0, 6.5]
+    # the finalists survive a resume; a later round only picks among its own
+    again = EvalSnapshot(every=1, episodes=8, confirm_episodes=100, finalists=3, pick_episodes=32)
+    again.load_state_dict(json.loads(json.dumps(hook.state_dict())))
+    assert [e["gen"] for e in again.top] == [0, 2, 1] and np.array_equal(again.center["params"], params(4))
+    ctx.round, ctx.calls = 1, []
+    again.on_stage_end(ctx, "controller")
+    assert ctx.calls == []  # only best.pt is left: nothing to pick from
+
+
+def test_a_tie_or_the_pick_turned_off_keeps_best_pt(tmp_path):
+    from worldmodels.checkpoint import load_bundle
+    from worldmodels.hooks import EvalSnapshot
+
+    ctx, params = _pick_ctx(tmp_path, {0: 5.0, 1: 5.0, 4: 5.0})
+    for finalists, pick_episodes, calls in ((0, 32, 0), (3, 0, 0), (3, 32, 3)):
+        ctx.calls = []
+        hook = EvalSnapshot(every=1, episodes=8, confirm_episodes=100, finalists=finalists, pick_episodes=pick_episodes)
+        hook.top = [{"gen": 1, "round": 0, "mean": 3.0, "params": params(1)}]
+        hook.center = {"gen": 1, "round": 0, "params": params(4)}
+        hook.on_stage_end(ctx, "controller")
+        assert len(ctx.calls) == calls
+        assert int(load_bundle(tmp_path / "best.pt")["controller"]["params"][0]) == 0

@@ -130,6 +130,13 @@ class EvalConfig:
     """Episodes of the confirmation evaluation that decides whether a target is reached."""
     final_episodes: int = 100
     """Episodes of the final evaluation of best.pt on unseen seeds."""
+    finalists: int = 3
+    """At the end of each round's controller stage, best.pt, the next best snapshots of the round
+    (this many in all) and CMA-ES's mean are scored again over pick_episodes episodes, all on the
+    same seeds, and the highest becomes best.pt: a snapshot of 8 episodes that was only lucky
+    is not what gets reported. 0 turns the pick off."""
+    pick_episodes: int = 32
+    """Episodes per finalist in that pick (eval.renderer, seeds 1.25e9 + i)."""
     renderer: str = "fast"
     """CarRacing renderer of the eval snapshots, which only pick the best controller: fast,
     exact or official. The confirmation of a target, the final evaluation and wm-play always
@@ -192,7 +199,7 @@ STAGES = ("collect", "vae", "encode", "mdnrnn", "controller")
 RESUMABLE_KEYS = {
     "envs", "max_gens", "eval_every", "patience", "device", "workers", "backend", "ray_address",
     "time_budget", "max_env_steps", "stages", "live", "tensorboard", "eval.confirm_episodes",
-    "eval.final_episodes", "eval.episodes",
+    "eval.final_episodes", "eval.episodes", "eval.finalists", "eval.pick_episodes",
 }
 
 
@@ -417,6 +424,7 @@ def validate(cfg: TrainConfig) -> None:
         (cfg.eval.episodes >= 1 and cfg.eval.confirm_episodes >= 1 and cfg.eval.final_episodes >= 1,
          "eval episode counts must be >= 1"),
         (cfg.eval.max_steps >= 0, "eval.max_steps must be >= 0"),
+        (cfg.eval.finalists >= 0 and cfg.eval.pick_episodes >= 0, "eval.finalists and eval.pick_episodes must be >= 0"),
         (cfg.eval.renderer in ("fast", "exact", "official"), "eval.renderer must be fast, exact or official"),
         (cfg.dream.gens >= 0 and cfg.dream.rollouts >= 1 and cfg.dream.max_steps >= 1,
          "dream.gens must be >= 0, dream.rollouts and dream.max_steps >= 1"),

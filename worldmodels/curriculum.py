@@ -183,10 +183,12 @@ class EnvContext:
             self._agent = (key, agent.to(self.device))
         return self._agent[1]
 
-    def evaluate(self, params, episodes: int, seed_start: int, renderer: str = "official") -> dict:
+    def evaluate(self, params, episodes: int, seed_start: int, renderer: str = "official",
+                 agent: Agent | None = None) -> dict:
         """Seeds seed_start + i, the official env unless told; workers are kept between
-        snapshots of this env."""
-        result = evaluate(self.load_agent(), params, episodes, seed_start, self.device,
+        snapshots of this env. `agent`: V and M other than this round's (those of a best.pt)."""
+        agent = self.load_agent() if agent is None else agent.to(self.device)
+        result = evaluate(agent, params, episodes, seed_start, self.device,
                           engine=self.eval_engine(episodes, renderer))
         return dict(result, renderer=renderer_used(self.spec, renderer))
 
@@ -404,7 +406,9 @@ class Run:
         episodes = self.cfg.eval.final_episodes
         cached = ctx.manifest.get("final_eval")
         snapshot = bundle["eval"].get("snapshot")
-        if cached and cached.get("episodes") == episodes and cached.get("gen") == (snapshot or {}).get("gen"):
+        source = (snapshot or {}).get("source", "snapshot")  # the same gen's CMA-ES mean is other params
+        if (cached and cached.get("episodes") == episodes and cached.get("gen") == (snapshot or {}).get("gen")
+                and cached.get("source", "snapshot") == source):
             ctx.final_eval = cached
             return
         ctx.stage, ctx.stage_t0 = "final_eval", time.perf_counter()
@@ -413,7 +417,7 @@ class Run:
         agent, params = Agent.from_bundle(bundle)
         result = evaluate(agent.to(self.device), params, episodes, FINAL_SEED_START, self.device,
                           engine=ctx.eval_engine(episodes))
-        result["gen"] = (snapshot or {}).get("gen")
+        result["gen"], result["source"] = (snapshot or {}).get("gen"), source
         ctx.final_eval = result
         bundle["eval"]["final"] = {k: result[k] for k in ("mean", "std", "episodes", "seed_start")}
         save_torch(best, bundle)
