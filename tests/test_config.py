@@ -140,4 +140,5 @@ def test_resume_compares_each_envs_own_settings():
     def env(e):
         return lambda name: name == e
     assert changed_training_keys(old, new, [env("pong")]) == []  # pong trains as before
-    assert changed_training_keys(old, new, [env("pong"), env("carracing")]) == ["controller.max_steps"]
+    assert changed_training_keys(old, new, [env("pong"), env("carracing")]) == ["controller.max_steps",
+                                                                             "controller.rollouts"]
