@@ -205,8 +205,10 @@ class EvalSnapshot(Hook):
         last_gen = None if self.center is None else self.center["gen"]
         if path.exists() and read_json(path).get("last_gen") == last_gen and (ctx.env_dir / "best.pt").exists():
             # done for this round's generations (a rerun of a finished run): best.pt holds the pick
-            self.best = load_bundle(ctx.env_dir / "best.pt")["eval"]["snapshot"]
-            ctx.best_eval = self.best
+            bundle = load_bundle(ctx.env_dir / "best.pt")
+            self.best = bundle["eval"]["snapshot"]
+            self.best_params = [float(v) for v in bundle["controller"]["params"]]
+            ctx.best_eval, ctx.best_params = self.best, np.asarray(self.best_params)
             return
         found = self.finalists_of(ctx)
         if len(found) < 2:
