@@ -106,6 +106,12 @@ class ProgressBar(Hook):
         ctx.set_progress_bar(None)
 
 
+def save_best(ctx, params, snapshot: dict, gen: int) -> None:
+    """best.pt: this round's V and M with `params` as C, and the eval that chose it."""
+    bundle = ctx.load_agent().bundle(params, {"snapshot": snapshot, "final": None}, ctx.provenance(gen=gen))
+    save_torch(ctx.env_dir / "best.pt", bundle)
+
+
 class EvalSnapshot(Hook):
     """Every eval_every generations (and at 0 and at the last): evaluate the generation's best
     candidate on seeds training never uses (CarRacing: on `renderer`, fast by default); keep
@@ -165,7 +171,7 @@ class EvalSnapshot(Hook):
 
     def _keep_top(self, entry: dict) -> None:
         top = [e for e in self.top if e["round"] == entry["round"]] + [entry]
-        self.top = sorted(top, key=lambda e: -e["mean"])[:max(self.finalists, 0)]
+        self.top = sorted(top, key=lambda e: -e["mean"])[:self.finalists]
 
     def on_stage_start(self, ctx, stage):
         if stage == "controller" and self.solved:
@@ -231,9 +237,7 @@ class EvalSnapshot(Hook):
         self.best_params = [float(v) for v in f["params"]]
         ctx.best_eval, ctx.best_params = self.best, np.asarray(self.best_params)
         if won > 0:  # best.pt holds V and M of the round its controller was trained in
-            agent = ctx.load_agent()
-            save_torch(ctx.env_dir / "best.pt", agent.bundle(f["params"], {"snapshot": self.best, "final": None},
-                                                                 ctx.provenance(gen=f["gen"])))
+            save_best(ctx, f["params"], self.best, f["gen"])
         else:
             bundle = load_bundle(ctx.env_dir / "best.pt")
             bundle["eval"]["snapshot"] = dict(bundle["eval"].get("snapshot") or {}, **self.best)
@@ -310,11 +314,7 @@ class CheckpointWriter(Hook):
 
     def on_step_end(self, ctx, stage, report):
         if report.metrics.get("new_best"):
-            agent = ctx.load_agent()
-            best = report.metrics["eval"]["best_so_far"]
-            bundle = agent.bundle(report.extra["best_params"], {"snapshot": best, "final": None},
-                                  ctx.provenance(gen=report.index))
-            save_torch(ctx.env_dir / "best.pt", bundle)
+            save_best(ctx, report.extra["best_params"], report.metrics["eval"]["best_so_far"], report.index)
         if report.state is None:
             return
         if stage == "controller":
