@@ -143,6 +143,43 @@ def test_snapshots_use_the_eval_renderer_and_a_target_is_confirmed_on_the_offici
     assert build_config(["smoke"], []).eval.renderer == "fast"
 
 
+def test_with_stop_at_target_off_a_confirmed_target_is_recorded_and_training_goes_on(tmp_path):
+    from worldmodels.checkpoint import load_bundle
+    from worldmodels.hooks import EvalSnapshot
+
+    snaps = {0: 9.0, 1: 12.0, 2: 3.0}  # snapshot means of params 0..2; the target is 5
+    ctx, params = _pick_ctx(tmp_path, {0: 9.0, 1: 12.0, 2: 3.0, 4: 10.0})
+    ctx.spec = type("Spec", (), {"target": 5.0, "slug": "pong"})()
+    ctx.status = "running"
+    pick_evaluate = ctx.evaluate
+    ctx.calls = []
+    ctx.evaluate = lambda p, e, s, renderer="official", agent=None: ctx.calls.append((int(p[0]), e, s)) or {
+        "mean": snaps[int(p[0])], "std": 0.0, "episodes": e, "renderer": renderer}
+    hook = EvalSnapshot(every=1, episodes=8, confirm_episodes=100, finalists=3, pick_episodes=32,
+                        stop_at_target=False)
+    for gen in range(3):
+        hook.on_step_end(ctx, "controller", StepReport("controller", gen, {}, total=3,
+                                                       extra={"best_params": params(gen), "mean_params": params(4)}))
+        assert not ctx.should_stop
+    # one confirmation (gen 0); gen 1's better snapshot is not confirmed again
+    assert ctx.calls == [(0, 8, SNAPSHOT_SEED_START), (0, 100, CONFIRM_SEED_START), (1, 8, SNAPSHOT_SEED_START),
+                         (2, 8, SNAPSHOT_SEED_START)]
+    assert hook.solved and ctx.status == "solved" and hook.best["gen"] == 1
+    hook.on_stage_start(ctx, "controller")  # a later round or a rerun is not stopped either
+    assert not ctx.should_stop
+    # the pick still runs among the finalists; with the stop on, a solved env skips it
+    ctx.evaluate, ctx.calls = pick_evaluate, []
+    hook.on_stage_end(ctx, "controller")
+    assert [c[0] for c in ctx.calls] == [0, 1, 2, 4] and (tmp_path / "eval" / "pick_round0.json").exists()
+    stopping = EvalSnapshot(every=1, episodes=8, confirm_episodes=100, finalists=3, pick_episodes=32)
+    stopping.load_state_dict(hook.state_dict())
+    ctx.calls = []
+    stopping.on_stage_end(ctx, "controller")
+    stopping.on_stage_start(ctx, "controller")
+    assert ctx.calls == [] and ctx.should_stop
+    assert int(load_bundle(tmp_path / "best.pt")["controller"]["params"][0]) == 1  # the pick kept gen 1
+
+
 def _pick_ctx(tmp_path, scores):
     """A FakeCtx with a real best.pt whose evaluate() scores a controller by scores[first param]."""
     import numpy as np
@@ -250,3 +287,29 @@ def test_a_tie_or_the_pick_turned_off_keeps_best_pt(tmp_path):
         hook.on_stage_end(ctx, "controller")
         assert len(ctx.calls) == calls
         assert int(load_bundle(tmp_path / "best.pt")["controller"]["params"][0]) == 0
+
+
+def test_a_confirmed_target_ends_training_unless_stop_at_target_is_off(tmp_path, monkeypatch):
+    """End to end on real Pong with a target any controller reaches: the stop ends the env after
+    the first snapshot; a rerun of the solved run with eval.stop_at_target false trains on through
+    both rounds (max_gens 2: one generation a round) and picks best.pt again."""
+    import json
+
+    import worldmodels.envs as envs
+
+    monkeypatch.setitem(envs.TARGETS, "ALE/Pong-v5", -1000.0)
+    out = tmp_path / "run"
+    runs = []
+    for stop in ("true", "false"):
+        cfg = build_config(["smoke"], ["envs=pong", "max_gens=2", "rounds=2", "workers=1",
+                                       f"eval.stop_at_target={stop}"])
+        Run(cfg, out, ["test"], hooks=default_hooks(cfg), log_fn=lambda m: None).run()
+        entry = json.loads((out / "curriculum_results.json").read_text())["envs"][0]
+        manifest = json.loads((out / "pong" / "manifest.json").read_text())
+        runs.append((entry, {(r["round"], r["stage"]) for r in manifest["records"]},
+                     (out / "pong" / "eval" / "pick_round1.json").exists()))
+    (entry, records, picked), (entry2, records2, picked2) = runs
+    assert entry["status"] == "solved" and entry["generations"] == 1 and (1, "collect") not in records
+    assert not picked
+    assert entry2["status"] == "solved" and entry2["generations"] == 2 and (1, "mdnrnn") in records2 and picked2
+    assert entry2["final_eval"] is not None

@@ -128,6 +128,10 @@ class EvalConfig:
     """Cap on an eval episode; 0 = the env's own limit."""
     confirm_episodes: int = 100
     """Episodes of the confirmation evaluation that decides whether a target is reached."""
+    stop_at_target: bool = True
+    """A confirmed target ends the env's training (the env is solved). false: the env is marked
+    solved and training goes on to the budget (a workstation's hour toward the paper's 906): no
+    more confirmations, and the pick among finalists still chooses best.pt at the end."""
     final_episodes: int = 100
     """Episodes of the final evaluation of best.pt on unseen seeds."""
     finalists: int = 3
@@ -199,7 +203,7 @@ STAGES = ("collect", "vae", "encode", "mdnrnn", "controller")
 RESUMABLE_KEYS = {
     "envs", "max_gens", "eval_every", "patience", "device", "workers", "backend", "ray_address",
     "time_budget", "max_env_steps", "stages", "live", "tensorboard", "eval.confirm_episodes",
-    "eval.final_episodes", "eval.episodes", "eval.finalists", "eval.pick_episodes",
+    "eval.final_episodes", "eval.episodes", "eval.finalists", "eval.pick_episodes", "eval.stop_at_target",
 }
 
 

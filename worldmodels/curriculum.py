@@ -346,7 +346,7 @@ class Run:
         runners = stage_runners()
         for round_ in range(cfg.rounds):
             ctx.round = round_
-            if ctx.status == "solved":
+            if ctx.status == "solved" and cfg.eval.stop_at_target:
                 break
             for stage in STAGES:
                 if stage not in cfg.stages or ctx.stage_done(round_, stage):

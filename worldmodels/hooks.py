@@ -121,8 +121,9 @@ class EvalSnapshot(Hook):
     name = "eval_snapshot"
 
     def __init__(self, every: int, episodes: int, confirm_episodes: int, renderer: str = "official",
-                 finalists: int = 0, pick_episodes: int = 0):
+                 finalists: int = 0, pick_episodes: int = 0, stop_at_target: bool = True):
         self.every, self.episodes, self.confirm_episodes = every, episodes, confirm_episodes
+        self.stop_at_target = stop_at_target
         self.renderer = renderer
         self.finalists, self.pick_episodes = finalists, pick_episodes
         self.reset()
@@ -158,14 +159,18 @@ class EvalSnapshot(Hook):
         ctx.best_eval = self.best
         ctx.best_params = np.asarray(self.best_params)
         target = ctx.spec.target
-        if target is not None and new_best and result["mean"] >= target:
+        if target is not None and new_best and result["mean"] >= target and not self.solved:
             confirm = ctx.evaluate(params, self.confirm_episodes, CONFIRM_SEED_START, renderer="official")
             report.metrics["confirm"] = confirm
             ctx.log(f"{ctx.spec.slug}: snapshot mean {result['mean']:.2f} reached the target {target}; "
                     f"confirmation over {confirm['episodes']} episodes: {confirm['mean']:.2f} ± {confirm['std']:.2f}")
             if confirm["mean"] >= target:
                 self.solved = True
-        if self.solved:
+                ctx.status = "solved"
+                if not self.stop_at_target:
+                    ctx.log(f"{ctx.spec.slug}: target {target} confirmed at generation {gen}; training goes on "
+                            f"(eval.stop_at_target: false)")
+        if self.solved and self.stop_at_target:
             ctx.status = "solved"
             ctx.stop(f"target {target} reached and confirmed")
 
@@ -174,7 +179,7 @@ class EvalSnapshot(Hook):
         self.top = sorted(top, key=lambda e: -e["mean"])[:self.finalists]
 
     def on_stage_start(self, ctx, stage):
-        if stage == "controller" and self.solved:
+        if stage == "controller" and self.solved and self.stop_at_target:
             ctx.status = "solved"
             ctx.stop(f"target {ctx.spec.target} reached and confirmed")
 
@@ -205,7 +210,8 @@ class EvalSnapshot(Hook):
         return found
 
     def pick(self, ctx) -> None:
-        if self.finalists < 1 or self.pick_episodes < 1 or self.solved or ctx.interrupted():
+        if (self.finalists < 1 or self.pick_episodes < 1 or (self.solved and self.stop_at_target)
+                or ctx.interrupted()):
             return
         path = ctx.env_dir / "eval" / f"pick_round{ctx.round}.json"
         last_gen = None if self.center is None else self.center["gen"]
@@ -393,7 +399,8 @@ def write_report_safely(run_dir: Path) -> None:
 
 def default_hooks(cfg) -> list[Hook]:
     hooks: list[Hook] = [EvalSnapshot(cfg.eval_every, cfg.eval.episodes, cfg.eval.confirm_episodes,
-                                      cfg.eval.renderer, cfg.eval.finalists, cfg.eval.pick_episodes),
+                                      cfg.eval.renderer, cfg.eval.finalists, cfg.eval.pick_episodes,
+                                      cfg.eval.stop_at_target),
                          EarlyStopping(cfg.patience), CheckpointWriter(), ArtifactWriter()]
     if cfg.tensorboard:
         from .tensorboard import TensorBoardLogger
