@@ -171,7 +171,6 @@ class EvalSnapshot(Hook):
                     ctx.log(f"{ctx.spec.slug}: target {target} confirmed at generation {gen}; training goes on "
                             f"(eval.stop_at_target: false)")
         if self.solved and self.stop_at_target:
-            ctx.status = "solved"
             ctx.stop(f"target {target} reached and confirmed")
 
     def _keep_top(self, entry: dict) -> None:
