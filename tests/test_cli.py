@@ -58,6 +58,13 @@ def test_out_that_is_a_file(cli, tmp_path):
     assert target.read_text() == "precious"
 
 
+def test_out_the_filesystem_refuses_to_look_at(cli, tmp_path):
+    # a name too long to stat (as a folder this user may not read: an OSError, not a traceback)
+    proc = cli("wm-train", "--envs", "pong", "--out", tmp_path / ("x" * 300))
+    assert proc.returncode == 2 and "File name too long" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
 def test_play_refuses_a_malicious_pickle_and_runs_nothing(cli, tmp_path):
     marker = tmp_path / "marker"
     evil = tmp_path / "evil.pt"

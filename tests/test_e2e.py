@@ -191,5 +191,9 @@ def test_stages_subset_and_from(tmp_path, cli, smoke_run):
     collected = next(r["env_steps"] for r in source["records"] if r["stage"] == "collect")
     first = next(csv.DictReader((new / "pong" / "metrics.csv").open()))
     assert int(first["env_steps"]) == collected + 4 * 1 * 50 < source["env_steps"]
+    # a --from run that lacks one of the envs is refused before any env is trained
+    lacking = cli("wm-train", "--config", "smoke", "--envs", "pong,breakout", "--from", new, "--out", tmp_path / "two")
+    assert lacking.returncode == 2 and "no trained ALE/Breakout-v5" in lacking.stderr
+    assert not (tmp_path / "two" / "pong").exists()
     only = cli("wm-train", "--config", "smoke", "--envs", "pong", "--stages", "vae", "--out", tmp_path / "only")
     assert only.returncode == 2 and "needs collected rollouts" in only.stderr

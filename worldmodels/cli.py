@@ -100,8 +100,9 @@ def train_main(argv: list[str] | None = None) -> int:
         cfg = build_config(args.config, args.set, flags)
         if args.from_dir and not Path(args.from_dir).is_dir():
             raise UserError(f"--from {args.from_dir}: no such run folder")
-        run = Run(cfg, Path(args.out), ["wm-train", *argv], restart=args.restart)
-        results = run.run(from_dir=Path(args.from_dir) if args.from_dir else None)
+        run = Run(cfg, Path(args.out), ["wm-train", *argv], restart=args.restart,
+                  from_dir=Path(args.from_dir) if args.from_dir else None)
+        results = run.run()
         from .report import format_table
 
         if results:

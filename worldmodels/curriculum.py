@@ -231,8 +231,9 @@ class Run:
     """One wm-train invocation: a run folder, a config, a list of envs, a list of hooks."""
 
     def __init__(self, cfg: TrainConfig, out: Path, command: list[str], restart: bool = False,
-                 hooks: list[Hook] | None = None, log_fn=None):
+                 hooks: list[Hook] | None = None, log_fn=None, from_dir: Path | None = None):
         self.cfg, self.out, self.command = cfg, Path(out), command
+        self.from_dir = Path(from_dir) if from_dir is not None else None
         self.log = log_fn or (lambda msg: print(msg, file=sys.stderr, flush=True))
         self.env_ids = resolve_env_ids(cfg.envs)
         for name in cfg.env_overrides:  # a misspelt env would silently override nothing
@@ -242,8 +243,11 @@ class Run:
                 raise ConfigError(f"env_overrides: {exc}") from None
             if len(ids) != 1:
                 raise ConfigError(f"env_overrides: '{name}' names {len(ids)} envs; give each env its own entry")
-        for env_id in self.env_ids:  # reject unusable envs before anything is written
-            probe_spec(env_id)
+        for env_id in self.env_ids:  # reject unusable envs (and an unusable --from) before anything is written
+            spec = probe_spec(env_id)
+            if self.from_dir is not None:
+                repeat = with_action_repeat(spec, env_config(cfg, env_matcher(env_id)).action_repeat).action_repeat
+                check_source(self.from_dir, env_id, repeat, None if restart else self.out / spec.slug)
         self.device = resolve_device(cfg.device)
         self.hooks = hooks if hooks is not None else default_hooks(cfg)
         self.interrupt = Interrupt()
@@ -252,6 +256,10 @@ class Run:
         self.backend = make_backend(cfg.backend, cfg.workers, cfg.ray_address, log_fn=self.log)
         try:
             self._prepare_folder(restart)
+        except OSError as exc:  # e.g. a parent folder this user may not read
+            self.backend.close()
+            raise RunFolderError(f"--out {self.out}: {exc.strerror or exc}; choose a folder you can read "
+                                 "and write") from None
         except BaseException:
             self.backend.close()
             raise
@@ -305,7 +313,7 @@ class Run:
     # -- the loop ----------------------------------------------------------------------------------
     def run(self, from_dir: Path | None = None) -> dict:
         try:
-            return self._run(from_dir)
+            return self._run(from_dir if from_dir is not None else self.from_dir)
         finally:
             self.backend.close()
 
@@ -430,15 +438,9 @@ class Run:
 def reuse_from(ctx: EnvContext, source: Path) -> None:
     """--from RUN_DIR: link the data, copy V and M of an earlier run; mark those stages done."""
     src = source / ctx.spec.slug
-    if not (src / "manifest.json").exists():
-        raise RunFolderError(f"--from {source}: no trained {ctx.spec.id} there ({src}/manifest.json missing)")
+    check_source(source, ctx.spec.id, ctx.spec.action_repeat, ctx.env_dir)
     if ctx.manifest["records"]:
         return  # already reused (or trained) in this run folder
-    theirs = _source_action_repeat(source, ctx.spec.id)
-    if theirs != ctx.spec.action_repeat:
-        raise RunFolderError(f"--from {source}: its data was collected with action_repeat {theirs}, this run "
-                             f"holds actions for {ctx.spec.action_repeat} (V and M would see other dynamics); "
-                             f"use --set action_repeat={theirs}")
     manifest = read_json(src / "manifest.json")
     done = {r["stage"] for r in manifest["records"] if r["round"] == 0}
     for name in ("data", "encoded"):
@@ -466,6 +468,25 @@ def env_matcher(env_id: str):
         except ConfigError:  # e.g. an env no longer registered, in an older run.yaml
             return False
     return matches
+
+
+def check_source(source: Path, env_id: str, repeat: int, env_dir: Path | None) -> None:
+    """--from RUN_DIR must hold env_id trained with the same action repeat (unless this run's
+    env_dir already holds stages, reused or trained)."""
+    src = source / slug(env_id)
+    if not (src / "manifest.json").exists():
+        raise RunFolderError(f"--from {source}: no trained {env_id} there ({src}/manifest.json missing)")
+    try:
+        if env_dir is not None and (env_dir / "manifest.json").exists() \
+                and read_json(env_dir / "manifest.json").get("records"):
+            return
+    except (OSError, ValueError, UserError):
+        pass  # an unreadable manifest of this run is reported where it is loaded
+    theirs = _source_action_repeat(source, env_id)
+    if theirs != repeat:
+        raise RunFolderError(f"--from {source}: its data was collected with action_repeat {theirs}, this run "
+                             f"holds actions for {repeat} (V and M would see other dynamics); "
+                             f"use --set action_repeat={theirs}")
 
 
 def _source_action_repeat(source: Path, env_id: str) -> int:
