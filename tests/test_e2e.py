@@ -80,8 +80,15 @@ def test_report_command_on_the_smoke_run(smoke_run, cli):
 
 def test_rerun_of_a_finished_run_trains_nothing_and_larger_max_gens_extends(smoke_run, cli, tmp_path):
     out, _ = smoke_run
+    before = json.loads((out / "curriculum_results.json").read_text())["envs"][0]
     proc = cli("wm-train", "--config", "smoke", "--envs", "pong", "--out", out, check=0)
     assert "already finished, skipping" in proc.stderr and " gen " not in proc.stderr
+    # nothing new was trained: best.pt's final evaluation and why training ended are kept, not redone
+    assert "final evaluation" not in proc.stderr
+    after = json.loads((out / "curriculum_results.json").read_text())["envs"][0]
+    assert before["final_eval"] is not None and before["stop_reason"] is not None
+    assert {k: after[k] for k in ("final_eval", "stop_reason", "status")} == \
+        {k: before[k] for k in ("final_eval", "stop_reason", "status")}
     changed = cli("wm-train", "--config", "smoke", "--set", "vae.z_dim=4", "--out", out)
     assert changed.returncode == 2 and "vae.z_dim" in changed.stderr
     extended = cli("wm-train", "--config", "smoke", "--envs", "pong", "--max-gens", "3", "--out", out, check=0)

@@ -85,6 +85,12 @@ class EnvContext:
         self._agent: tuple | None = None
         self._engines: dict[tuple[int, str], LaneEngine] = {}
         self.manifest = self._load_manifest()
+        # What an earlier invocation recorded stays in the results while this one runs: the final
+        # score of best.pt (until a new best.pt replaces it) and why training ended (unless this
+        # invocation ends it for a reason of its own).
+        self.final_eval = self.manifest.get("final_eval")
+        self.best_eval = self.manifest.get("best_eval")
+        self.prior_stop = (self.manifest.get("stop_reason"), bool(self.manifest.get("early_stopped")))
         self.env_steps = int(self.manifest.get("env_steps", 0))
         self.wall_before = float(sum(self.manifest.get("wall_s", {}).values()))
         self.t0 = time.perf_counter()
@@ -101,7 +107,10 @@ class EnvContext:
     def stage_done(self, round_: int, stage: str) -> bool:
         if stage == "controller":  # reopened by a rerun unless a later round has begun
             return any(r["round"] > round_ for r in self.manifest["records"])
-        return any(r["round"] == round_ and r["stage"] == stage for r in self.manifest["records"])
+        # A stage the time or step budget cut short is done only while the budget stays used up:
+        # a rerun with a larger budget finishes it (every stage resumes from its checkpoint).
+        return any(r["round"] == round_ and r["stage"] == stage
+                   and not (r.get("cut") and self.budget_reason() is None) for r in self.manifest["records"])
 
     def record_stage(self, stage: str, **info) -> None:
         self.manifest["records"] = [r for r in self.manifest["records"]
@@ -151,7 +160,7 @@ class EnvContext:
         if state is not None:
             if state["round"] == self.round:
                 return int(state["epoch"])
-        return -1 if self.round == 0 else 10**9  # later rounds keep earlier rounds' rows
+        return -1
 
     # -- progress ------------------------------------------------------------------------------
     def set_progress_bar(self, bar) -> None:
@@ -356,6 +365,11 @@ class Run:
             ctx.round = round_
             if ctx.status == "solved" and cfg.eval.stop_at_target:
                 break
+            if round_ > 0 and (ctx.early_stopped or ctx.budget_reason()):
+                # Early stopping ends the env; a used-up budget leaves no time for another round's
+                # collect, V and M (a rerun with a larger budget goes on from here).
+                ctx.stop(ctx.budget_reason() or "early stopped")
+                break
             for stage in STAGES:
                 if stage not in cfg.stages or ctx.stage_done(round_, stage):
                     if stage in cfg.stages:
@@ -368,6 +382,8 @@ class Run:
                     ctx.write_results()
                     return
         self._final_eval(ctx)
+        if ctx.stop_reason is None and ctx.prior_stop[0] is not None:  # this invocation trained nothing new
+            ctx.stop_reason, ctx.early_stopped = ctx.prior_stop
         if ctx.status != "solved":
             ctx.status = "failed" if ctx.final_eval is not None or "controller" in cfg.stages else "running"
         self.call("on_env_end", ctx)
@@ -401,7 +417,8 @@ class Run:
             gen.close()
         self.call("on_stage_end", ctx, stage)
         if not self.interrupt.flag and stage != "controller":
-            ctx.record_stage(stage, env_steps=ctx.env_steps)
+            cut = ctx.budget_reason() is not None
+            ctx.record_stage(stage, env_steps=ctx.env_steps, **({"cut": True} if cut else {}))
         ctx.save_manifest()
         ctx.stage = None
 

@@ -22,8 +22,9 @@ log = logging.getLogger("worldmodels")
 CSV_FIELDS = {
     "controller": ("metrics.csv", ["gen", "mode", "best_fitness", "mean_fitness", "std_fitness", "sigma", "rel_step",
                                    "env_steps", "dream_steps", "steps_per_s", "wall_s"], "gen"),
-    "vae": ("vae_metrics.csv", ["epoch", "loss", "recon", "kl"], "epoch"),
-    "mdnrnn": ("mdnrnn_metrics.csv", ["epoch", "loss", "gmm", "reward", "done"], "epoch"),
+    # V and M restart their epochs every round: the round column tells the rounds' rows apart.
+    "vae": ("vae_metrics.csv", ["round", "epoch", "loss", "recon", "kl"], "epoch"),
+    "mdnrnn": ("mdnrnn_metrics.csv", ["round", "epoch", "loss", "gmm", "reward", "done"], "epoch"),
 }
 
 
@@ -110,6 +111,7 @@ def save_best(ctx, params, snapshot: dict, gen: int) -> None:
     """best.pt: this round's V and M with `params` as C, and the eval that chose it."""
     bundle = ctx.load_agent().bundle(params, {"snapshot": snapshot, "final": None}, ctx.provenance(gen=gen))
     save_torch(ctx.env_dir / "best.pt", bundle)
+    ctx.final_eval = None  # it scored the best.pt this one replaces
 
 
 class EvalSnapshot(Hook):
@@ -345,7 +347,8 @@ class ArtifactWriter(Hook):
         path = ctx.env_dir / filename
         # Rows beyond the checkpoint were written by a run killed after it; they are redone.
         keep_upto = ctx.resume_index(stage)
-        rows = [r for r in read_csv_rows(path) if int(r[key]) <= keep_upto]
+        rows = [r for r in read_csv_rows(path)
+                if int(r[key]) <= keep_upto or (stage != "controller" and int(r.get("round") or 0) < ctx.round)]
         write_csv_rows(path, fields, rows)
         if stage == "controller":
             for snap in (ctx.env_dir / "eval").glob("gen_*.json"):
@@ -364,7 +367,7 @@ class ArtifactWriter(Hook):
         filename, fields, _ = CSV_FIELDS[stage]
         path = ctx.env_dir / filename
         rows = read_csv_rows(path)
-        rows.append({k: metrics.get(k) for k in fields})
+        rows.append({k: metrics.get(k, ctx.round if k == "round" else None) for k in fields})
         write_csv_rows(path, fields, rows)
         if "eval" in metrics:
             ev = metrics["eval"]
