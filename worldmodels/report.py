@@ -236,17 +236,33 @@ def _read_csv(path: Path) -> tuple[list[str], list[dict[str, float]]]:
             return [], []
         header = [h.strip() for h in header]
         rows = []
-        for raw in reader:
-            if len(raw) < len(header):
-                continue
-            row = {}
-            for k, v in zip(header, raw):
-                try:
-                    row[k] = float(v)
-                except ValueError:
-                    row[k] = math.nan
-            rows.append(row)
+        try:
+            for raw in reader:
+                if len(raw) < len(header):
+                    continue
+                row = {}
+                for k, v in zip(header, raw):
+                    try:
+                        row[k] = float(v)
+                    except ValueError:
+                        row[k] = math.nan
+                rows.append(row)
+        except csv.Error:  # a damaged line (e.g. an over-long field): keep the rows before it
+            pass
     return header, rows
+
+
+def _run_epochs(rows: list[dict[str, float]]) -> list[float]:
+    """V and M restart their epochs every round: the rounds one after another on one axis."""
+    xs, offset, last_round, last_x = [], 0.0, None, -1.0
+    for row in rows:
+        rnd = row.get("round", 0.0)
+        if last_round is not None and rnd != last_round:
+            offset = last_x + 1
+        last_round = rnd
+        last_x = offset + row.get("epoch", math.nan)
+        xs.append(last_x)
+    return xs
 
 
 def _column(rows: list[dict[str, float]], x: str, y: str) -> tuple[list[float], list[float]]:
@@ -689,7 +705,9 @@ def _losses_png(entry: dict, env_dir: Path, notes: list[str]) -> bytes | None:
         except OSError as e:
             notes.append(f"`{fname}` unreadable ({e.strerror or e}): no {title} loss plot")
             continue
-        lx, lv = _column(rows, "epoch", "loss")
+        for row, x in zip(rows, _run_epochs(rows)):
+            row["_epoch"] = x
+        lx, lv = _column(rows, "_epoch", "loss")
         if not lx:
             notes.append(f"`{fname}` is empty: no {title} loss plot")
             continue
@@ -704,10 +722,13 @@ def _losses_png(entry: dict, env_dir: Path, notes: list[str]) -> bytes | None:
         ax = fig.add_subplot(1, len(panels), i + 1)
         ax.plot(lx, lv, marker="o", markersize=3, linewidth=1.8, label="loss")
         for c in comps:
-            cx, cv = _column(rows, "epoch", c)
+            cx, cv = _column(rows, "_epoch", c)
             if cx:
                 ax.plot(cx, cv, linestyle="--", linewidth=1, label=c)
-        ax.set_xlabel("epoch")
+        starts = [r["_epoch"] for prev, r in zip(rows, rows[1:]) if r.get("round") != prev.get("round")]
+        for x in starts:
+            ax.axvline(x - 0.5, color="grey", linewidth=0.8, linestyle=":")
+        ax.set_xlabel("epoch (dotted: a new round)" if starts else "epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel("loss")
         ax.set_title(f"{title} loss")
