@@ -65,6 +65,25 @@ def test_out_the_filesystem_refuses_to_look_at(cli, tmp_path):
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("args, message", [
+    (["wm-play", "--env", "pong", "--ckpt", "x.pt", "--seed", "-1"], "--seed: must be >= 0"),
+    (["wm-play", "--env", "pong", "--ckpt", "x.pt", "--fps", "nan"], "--fps must be a number > 0"),
+    (["wm-train", "--envs", "pong", "--seed", "-1"], "--seed: must be >= 0"),
+    (["wm-train", "--envs", "pong", "--set", "seed=-1"], "seed must be >= 0"),
+])
+def test_negative_seeds_and_a_nan_fps_are_one_error_line(cli, tmp_path, args, message):
+    proc = cli(*args, "--out", tmp_path / "run") if args[0] == "wm-train" else cli(*args)
+    assert proc.returncode == 2 and message in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
+
+
+def test_play_on_a_file_that_is_no_checkpoint_says_it_is_corrupt(cli, tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_text("garbage")
+    proc = cli("wm-play", "--env", "pong", "--ckpt", bad)
+    assert proc.returncode == 2 and "corrupt" in proc.stderr and "refused" not in proc.stderr
+
+
 def test_play_refuses_a_malicious_pickle_and_runs_nothing(cli, tmp_path):
     marker = tmp_path / "marker"
     evil = tmp_path / "evil.pt"

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 from pathlib import Path
 
@@ -62,7 +63,7 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", action="append", default=[], metavar="NAME_OR_PATH",
                    help="bundled config (smoke, quick, default, paper) or YAML file; repeatable, later wins")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one config key")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=_positive_int)
     p.add_argument("--device", choices=["auto", "cpu", "cuda"])
     p.add_argument("--workers", type=_positive_int, help="env worker processes (default: one per core)")
     p.add_argument("--backend", choices=["local", "ray"],
@@ -143,7 +144,7 @@ def play_main(argv: list[str] | None = None) -> int:
     p.add_argument("--env", required=True, help="pong, breakout, carracing or a Gymnasium id")
     p.add_argument("--ckpt", required=True, help="an agent bundle (best.pt)")
     p.add_argument("--episodes", type=_positive_int, default=1)
-    p.add_argument("--seed", type=int, default=FINAL_SEED_START, help=f"episode i uses seed S+i (default {FINAL_SEED_START})")
+    p.add_argument("--seed", type=_positive_int, default=FINAL_SEED_START, help=f"episode i uses seed S+i (default {FINAL_SEED_START})")
     p.add_argument("--headless", action="store_true", help="never open a window")
     p.add_argument("--record", metavar="FILE", help="write a video (.mp4, .avi or .gif)")
     p.add_argument("--fps", type=float, default=60.0,
@@ -161,8 +162,8 @@ def play_main(argv: list[str] | None = None) -> int:
 
         if args.episodes < 1:
             raise UserError("--episodes must be >= 1")
-        if args.fps <= 0:
-            raise UserError("--fps must be > 0")
+        if not (math.isfinite(args.fps) and args.fps > 0):
+            raise UserError(f"--fps must be a number > 0 (got {args.fps})")
         if args.temperature <= 0:
             raise UserError("--temperature must be > 0")
         result = play(env=args.env, ckpt=args.ckpt, episodes=args.episodes, seed=args.seed,

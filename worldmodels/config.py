@@ -401,6 +401,7 @@ def _merge_overrides(a: dict, b: dict) -> dict:
 def validate(cfg: TrainConfig) -> None:
     checks = [
         (cfg.max_gens >= 0, "max_gens must be >= 0"),
+        (cfg.seed >= 0, "seed must be >= 0"),
         (cfg.eval_every >= 1, "eval_every must be >= 1"),
         (cfg.patience >= 0, "patience must be >= 0 (0 disables early stopping)"),
         (cfg.workers >= 0, "workers must be >= 0"),

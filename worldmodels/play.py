@@ -424,8 +424,8 @@ def play(env: str, ckpt: str, episodes: int = 1, seed: int = 0, headless: bool =
     stderr); --record writes the same composed frames with or without a display.
     Returns {"env", "episodes", "mean", "std", "scores"} (+ "dream", "temperature" in dream
     mode); mean and std are None when no episode was played to its end (q pressed)."""
-    if fps <= 0:
-        raise UserError("--fps must be > 0")
+    if not (math.isfinite(fps) and fps > 0):
+        raise UserError(f"--fps must be a number > 0 (got {fps})")
     if dream and not (temperature > 0 and math.isfinite(temperature)):
         raise UserError(f"--temperature must be a number > 0, got {temperature}")
     dev = resolve_device(device)
