@@ -320,19 +320,19 @@ class Run:
             getattr(hook, method)(*args)
 
     # -- the loop ----------------------------------------------------------------------------------
-    def run(self, from_dir: Path | None = None) -> dict:
+    def run(self) -> dict:
         try:
-            return self._run(from_dir if from_dir is not None else self.from_dir)
+            return self._run()
         finally:
             self.backend.close()
 
-    def _run(self, from_dir: Path | None) -> dict:
+    def _run(self) -> dict:
         self.interrupt.install()
         self.call("on_run_start", self)
         for env_id in self.env_ids:
             ctx = EnvContext(self, env_id)
-            if from_dir is not None:
-                reuse_from(ctx, Path(from_dir))
+            if self.from_dir is not None:
+                reuse_from(ctx, self.from_dir)
             try:
                 self.train_env(ctx)
             except BaseException as exc:
@@ -453,9 +453,9 @@ class Run:
 
 
 def reuse_from(ctx: EnvContext, source: Path) -> None:
-    """--from RUN_DIR: link the data, copy V and M of an earlier run; mark those stages done."""
+    """--from RUN_DIR (checked by Run.__init__, check_source): link the data, copy V and M of an
+    earlier run; mark those stages done."""
     src = source / ctx.spec.slug
-    check_source(source, ctx.spec.id, ctx.spec.action_repeat, ctx.env_dir)
     if ctx.manifest["records"]:
         return  # already reused (or trained) in this run folder
     manifest = read_json(src / "manifest.json")
