@@ -16,7 +16,7 @@
 #   wm-play --env ENV --ckpt OUT/<env>/best.pt --episodes 100 --json
 # reproduces it.
 set -euo pipefail
-env=${1:?usage: scripts/results.sh carracing|pong|breakout [full|v-only|untrained-m|no-dream|one-round|gpu] [OUT]}
+env=${1:?usage: scripts/results.sh carracing|pong|breakout [full|v-only|untrained-m|no-dream|one-round|two-rounds|gpu] [OUT]}
 variant=${2:-full}
 out=${3:-runs/quick-$env-$variant}
 config=quick
@@ -27,6 +27,7 @@ case $variant in
   untrained-m) extra=(--set mdnrnn.epochs=0) ;;
   no-dream) extra=(--set dream.gens=0) ;;
   one-round) extra=(--set rounds=1) ;;
+  two-rounds) extra=(--set rounds=2 --set max_gens=140 --set vae.finetune_epochs=2) ;;
   *) echo "results.sh: unknown variant $variant" >&2; exit 2 ;;
 esac
 exec wm-train --envs "$env" --config "$config" --out "$out" "${extra[@]}" "${@:4}"

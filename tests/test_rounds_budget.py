@@ -83,3 +83,12 @@ def test_resuming_a_later_round_keeps_the_earlier_rounds_loss_rows(tmp_path):
     ArtifactWriter().on_stage_start(Ctx, "vae")
     rows = list(csv.DictReader((env / "vae_metrics.csv").open()))
     assert [(r["round"], r["epoch"]) for r in rows] == [("0", "0"), ("0", "1"), ("1", "0")]
+
+
+def test_later_rounds_fine_tune_v_for_finetune_epochs(tmp_path):
+    cfg = build_config(["smoke"], ["envs=pong", "workers=1", "max_gens=2", "rounds=2", "vae.epochs=2",
+                                   "vae.finetune_epochs=1", "stages=collect,vae"])
+    out = tmp_path / "run"
+    Run(cfg, out, ["test"], log_fn=lambda m: None).run()
+    rows = list(csv.DictReader((out / "pong" / "vae_metrics.csv").open()))
+    assert [(r["round"], r["epoch"]) for r in rows] == [("0", "0"), ("0", "1"), ("1", "0")]

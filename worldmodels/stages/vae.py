@@ -76,6 +76,7 @@ def run(ctx):
     if not files:
         raise UserError(f"stage vae needs collected rollouts in {ctx.env_dir / 'data'}; "
                         "run the collect stage first (or use --from RUN_DIR)")
+    epochs = cfg.finetune_epochs if ctx.round > 0 and cfg.finetune_epochs > 0 else cfg.epochs
     seed_torch(ctx.cfg.seed, ctx.round, 202)  # the initial weights
     vae = ConvVAE(cfg.z_dim).to(ctx.device)
     opt = torch.optim.Adam(vae.parameters(), lr=cfg.lr)
@@ -87,8 +88,8 @@ def run(ctx):
     if cfg.object_weight > 0 and atari:
         background = frames_to_tensor(median_frame(files)[None], ctx.device)[0]
     motion = atari and cfg.motion_weight > 0
-    ctx.progress(batches_per_epoch * cfg.epochs, batches_per_epoch * start)
-    for epoch in range(start, cfg.epochs):
+    ctx.progress(batches_per_epoch * epochs, batches_per_epoch * start)
+    for epoch in range(start, epochs):
         rng = np.random.default_rng([ctx.cfg.seed, ctx.round, epoch, 202])
         seed_torch(ctx.cfg.seed, ctx.round, epoch, 203)
         vae.train()
@@ -125,7 +126,7 @@ def run(ctx):
         state = {"round": ctx.round, "epoch": epoch, "model": vae.state_dict(), "optimizer": opt.state_dict()}
         yield StepReport("vae", epoch, {"epoch": epoch, "loss": loss, "recon": rec, "kl": kl,
                                         "batches": batches_per_epoch},
-                         state=state, state_path=state_path, total=cfg.epochs)
+                         state=state, state_path=state_path, total=epochs)
         if ctx.out_of_budget() or ctx.interrupted():
             break
     vae.eval()
