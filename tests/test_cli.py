@@ -101,3 +101,16 @@ def test_play_refuses_a_malicious_pickle_and_runs_nothing(cli, tmp_path):
     proc = cli("wm-play", "--env", "carracing", "--ckpt", evil, "--json")
     assert proc.returncode == 2 and "refused" in proc.stderr and "Traceback" not in proc.stderr
     assert not marker.exists()
+
+
+def test_the_entry_points_parse_their_arguments_before_importing_torch():
+    # Ctrl-C while torch is being imported (~2 s) would escape the "interrupted" guard.
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom worldmodels.cli import play_main, report_main, train_main\n"
+            "for main, argv in ((play_main, ['--env', 'pong']), (train_main, ['--envs'])):\n"
+            "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
+            "print('torch imported' if 'torch' in sys.modules else 'no torch')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "no torch", out.stdout + out.stderr

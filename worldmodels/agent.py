@@ -15,15 +15,8 @@ from .models.controller import Controller
 from .models.mdnrnn import MDNRNN
 from .models.vae import ConvVAE
 
-# Seed ranges never overlap: training draws below TRAIN_SEED_END, eval snapshots, the pick
-# among the finalists and the confirmation of a target (all part of training: they pick best.pt
-# and decide when to stop) use blocks of their own, and the final evaluation (and wm-play by
-# default) the last one.
-TRAIN_SEED_END = 1_000_000_000
-SNAPSHOT_SEED_START = 1_000_000_000
-PICK_SEED_START = 1_250_000_000
-CONFIRM_SEED_START = 1_500_000_000
-FINAL_SEED_START = 2_000_000_000
+from .seeds import (  # noqa: F401 - re-exported: the seed ranges live where the CLI can import them cheaply
+    CONFIRM_SEED_START, FINAL_SEED_START, PICK_SEED_START, SNAPSHOT_SEED_START, TRAIN_SEED_END)
 EVAL_LANES = 16  # fixed, so the final eval and wm-play batch alike and give the same numbers
 
 

@@ -138,7 +138,7 @@ def report_main(argv: list[str] | None = None) -> int:
 
 # -- wm-play ---------------------------------------------------------------------------------
 def play_main(argv: list[str] | None = None) -> int:
-    from .agent import FINAL_SEED_START
+    from .seeds import FINAL_SEED_START
 
     p = OneLineParser(prog="wm-play", description="Watch, record or score a trained agent on the official env.")
     p.add_argument("--env", required=True, help="pong, breakout, carracing or a Gymnasium id")
