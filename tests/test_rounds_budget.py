@@ -92,3 +92,21 @@ def test_later_rounds_fine_tune_v_for_finetune_epochs(tmp_path):
     Run(cfg, out, ["test"], log_fn=lambda m: None).run()
     rows = list(csv.DictReader((out / "pong" / "vae_metrics.csv").open()))
     assert [(r["round"], r["epoch"]) for r in rows] == [("0", "0"), ("0", "1"), ("1", "0")]
+
+
+def test_finetune_epochs_0_keeps_round_0s_v_for_later_rounds(tmp_path):
+    import torch
+
+    from worldmodels.checkpoint import load_torch
+
+    cfg = build_config(["smoke"], ["envs=pong", "workers=1", "max_gens=2", "rounds=2", "vae.epochs=2",
+                                   "vae.finetune_epochs=0", "stages=collect,vae"])
+    out = tmp_path / "run"
+    Run(cfg, out, ["test"], log_fn=lambda m: None).run()
+    env = out / "pong"
+    assert (env / "data" / "round1").is_dir()  # round 1 ran and collected
+    rows = list(csv.DictReader((env / "vae_metrics.csv").open()))
+    assert [(r["round"], r["epoch"]) for r in rows] == [("0", "0"), ("0", "1")]
+    round0 = load_torch(env / "vae_state.pt")["model"]  # round 0's last epoch
+    kept = load_torch(env / "vae.pt")["state_dict"]
+    assert round0.keys() == kept.keys() and all(torch.equal(round0[k].cpu(), kept[k]) for k in kept)

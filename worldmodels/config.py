@@ -39,9 +39,10 @@ class VAEConfig:
     z_dim: int = 32
     """Size of the latent z."""
     epochs: int = 10
-    finetune_epochs: int = 0
+    finetune_epochs: int = -1
     """Epochs in rounds after the first, which start from the previous round's V and train on all
-    the data so far (about twice round 0's in round 1). 0 = `epochs`."""
+    the data so far (about twice round 0's in round 1). -1 = `epochs`; 0 keeps round 0's V as it
+    is, so z keeps its meaning for the controller (only M learns from the new data)."""
     batch_size: int = 100
     lr: float = 1e-4
     kl_tolerance: float = 0.5
@@ -419,7 +420,7 @@ def validate(cfg: TrainConfig) -> None:
         (cfg.collect.max_steps >= 1, "collect.max_steps must be >= 1"),
         (cfg.collect.min_frames >= 0, "collect.min_frames must be >= 0"),
         (cfg.collect.policy in ("explore", "random"), "collect.policy must be explore or random"),
-        (cfg.vae.z_dim >= 1 and cfg.vae.epochs >= 0 and cfg.vae.finetune_epochs >= 0 and cfg.vae.batch_size >= 1, "vae sizes must be positive"),
+        (cfg.vae.z_dim >= 1 and cfg.vae.epochs >= 0 and cfg.vae.finetune_epochs >= -1 and cfg.vae.batch_size >= 1, "vae sizes must be positive"),
         (cfg.mdnrnn.hidden >= 1 and cfg.mdnrnn.gaussians >= 1 and cfg.mdnrnn.seq_len >= 2
          and cfg.mdnrnn.batch_size >= 1 and cfg.mdnrnn.epochs >= 0, "mdnrnn sizes must be positive"),
         (cfg.controller.pop_size >= 2, "controller.pop_size must be >= 2"),

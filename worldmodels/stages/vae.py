@@ -76,7 +76,7 @@ def run(ctx):
     if not files:
         raise UserError(f"stage vae needs collected rollouts in {ctx.env_dir / 'data'}; "
                         "run the collect stage first (or use --from RUN_DIR)")
-    epochs = cfg.finetune_epochs if ctx.round > 0 and cfg.finetune_epochs > 0 else cfg.epochs
+    epochs = cfg.finetune_epochs if ctx.round > 0 and cfg.finetune_epochs >= 0 else cfg.epochs
     seed_torch(ctx.cfg.seed, ctx.round, 202)  # the initial weights
     vae = ConvVAE(cfg.z_dim).to(ctx.device)
     opt = torch.optim.Adam(vae.parameters(), lr=cfg.lr)
