@@ -21,7 +21,8 @@
 #     -d .whl "$p"; done
 # and carried with the call. Results go to $OUT (bench.log, bench.json, train.log,
 # curriculum_results.json, metrics.csv ...). Measured on an H100 machine: bench 261 s, train 582 s;
-# on an H200: tune 196 s, train with GPU_MINUTES=5.5 470 s, with GPU_MINUTES=7 554 s.
+# on an H200: tune 196 s, train with GPU_MINUTES=5.5 470 s, with GPU_MINUTES=7 554 s; with `default`'s
+# CarRacing recipe of 2026-11-28 (8 tracks of 1,000 env steps, held actions) GPU_MINUTES=6.5 497 s.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 part=${1:?usage: scripts/device_check.sh bench|tune|train|profile}
