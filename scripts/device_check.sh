@@ -10,6 +10,9 @@
 #                                   # the engine at lane groups 2/4, 15/16 workers, 128/256 lanes;
 #                                   # writes the fastest 128-lane setting to /tmp/wm-choice, which a
 #                                   # following `train` on the same machine passes to wm-train
+#   scripts/device_check.sh ratio   # issue 3's 10x in ~2.5 minutes: the official env in 16 processes,
+#                                   # then the engine at CONFIGS (default "256 2, 128 2, 256 2": lanes
+#                                   # and lane groups; 256 lanes are the `paper` config's slots)
 #   scripts/device_check.sh profile # where the GPU engine's time goes (issue 3's 10x gap): the
 #                                   # master's cProfile at 128 lanes, then 256 lanes and 1 torch thread
 #
@@ -25,7 +28,7 @@
 # CarRacing recipe of 2026-11-28 (8 tracks of 1,000 env steps, held actions) GPU_MINUTES=6.5 497 s.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-part=${1:?usage: scripts/device_check.sh bench|tune|train|profile}
+part=${1:?usage: scripts/device_check.sh bench|tune|ratio|train|profile}
 OUT=${OUT:-/tmp/device-out}
 DEVICE=${DEVICE:-cuda} WORKERS=${WORKERS:-16}  # DEVICE=cpu WORKERS=2 tries it on a laptop
 mkdir -p "$OUT"
@@ -108,6 +111,37 @@ for line in open(f"{out}/engine.jsonl"):
 if best is not None:
     open("/tmp/wm-choice", "w").write(f"--set controller.groups={best['groups']} --workers {best['workers']}\n")
     print("choice for train:", open("/tmp/wm-choice").read().strip())
+PY
+  log "done"
+  ;;
+ratio)
+  log "machine"
+  nvidia-smi --query-gpu=name --format=csv,noheader; nproc
+  log "official CarRacing env only, $WORKERS processes"
+  timeout 60 python3 scripts/bench.py naive --env carracing --env-only --workers "$WORKERS" --episodes 64 --max-steps 300 \
+    --json 2>/dev/null | tail -n 1 | tee "$OUT/official16.json"
+  : > "$OUT/engine.jsonl"
+  IFS=, read -ra cfgs <<< "${CONFIGS:-256 2, 128 2, 256 2}"
+  for cfg in "${cfgs[@]}"; do
+    set -- $cfg
+    timeout 50 python3 scripts/bench.py engine --env carracing --episodes "$1" --lanes "$1" --groups "$2" \
+      --workers "$WORKERS" --max-steps 300 --device "$DEVICE" --json 2>/dev/null | tail -n 1 | tee -a "$OUT/engine.jsonl"
+  done
+  python3 - "$OUT" <<'PY'
+import json, sys
+out = sys.argv[1]
+try:
+    many = json.load(open(f"{out}/official16.json"))["steps_per_s"]
+except (OSError, ValueError, KeyError):
+    many = float("nan")
+print(f"official env: {many:.1f} steps/s in all the workers")
+for line in open(f"{out}/engine.jsonl"):
+    try:
+        r = json.loads(line)
+    except ValueError:
+        continue
+    print(f"engine lanes {r['lanes']:>3} groups {r['groups']} workers {r['workers']:>2}: {r['steps_per_s']:8.1f} steps/s "
+          f"= {r['steps_per_s'] / many:5.2f}x the official env in as many processes")
 PY
   log "done"
   ;;
