@@ -4,7 +4,7 @@
 #   scripts/device_check.sh bench   # CUDA sanity, GPU-path tests, a CarRacing smoke run on the
 #                                   # GPU, then scripts/bench.py with 16 workers (issue 3's targets)
 #   scripts/device_check.sh train   # the GPU budget of issue 6: scripts/results.sh carracing gpu
-#                                   # (GPU_MINUTES=7 of training; the final evaluation on top;
+#                                   # (GPU_MINUTES=6.5 of training; the final evaluation on top;
 #                                   # WM_ARGS="--set KEY=VALUE" tries a change)
 #   scripts/device_check.sh tune    # issue 3's 10x: the official env in 1 and 16 processes, then
 #                                   # the engine at lane groups 2/4, 15/16 workers, 128/256 lanes;
@@ -161,7 +161,7 @@ profile)
 train)
   choice=$(cat /tmp/wm-choice 2>/dev/null)  # from `tune` on this machine, if it ran
   # WM_ARGS: more wm-train arguments, e.g. WM_ARGS="--set action_repeat=4" to try a change
-  log "GPU budget: scripts/results.sh carracing gpu /tmp/gpu-run $choice ${WM_ARGS:-} (GPU_MINUTES ${GPU_MINUTES:-7})"
+  log "GPU budget: scripts/results.sh carracing gpu /tmp/gpu-run $choice ${WM_ARGS:-} (GPU_MINUTES ${GPU_MINUTES:-6.5})"
   start=$(date +%s)
   bash scripts/results.sh carracing gpu /tmp/gpu-run $choice ${WM_ARGS:-} > "$OUT/train.log" 2>&1
   code=$?
