@@ -175,9 +175,11 @@ class where_closed:
 def run_engine(env: str, episodes: int, max_steps: int, workers: int, lanes: int = 0,
                renderer: str = "fast", device: str = "auto", population: int = 16, seed: int = 0,
                profile: int = 0, torch_threads: int = 0, backend: str = "local", ray_address: str = "",
-               groups: int = 2, action_repeat: int = 1) -> dict:
+               groups: int = 2, action_repeat: int = 1, spin_us: float = 0.0) -> dict:
     import torch
 
+    if spin_us > 0:  # read by the workers (spawned below) and the master's side of their pipes
+        os.environ["WM_SPIN_US"] = str(spin_us)
     if torch_threads > 0:
         torch.set_num_threads(torch_threads)
 
@@ -240,7 +242,7 @@ def run_engine(env: str, episodes: int, max_steps: int, workers: int, lanes: int
                      else None),
            "master_cpu_s": cpu, "episodes": len(results), "max_steps": max_steps, "workers": n_workers,
            "lanes": lanes, "groups": len(engine.groups), "action_repeat": spec.action_repeat, "population": population, "renderer": renderer if spec.id == "CarRacing-v3" else "ale",
-           "torch_threads": torch.get_num_threads(), "backend": backend}
+           "torch_threads": torch.get_num_threads(), "backend": backend, "spin_us": spin_us}
     return _finish(out)
 
 
@@ -602,6 +604,9 @@ def main(argv: list[str] | None = None) -> int:
     p_engine.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p_engine.add_argument("--torch-threads", type=int, default=0,
                           help="torch threads in the master (default: leave torch's default)")
+    p_engine.add_argument("--spin-us", type=float, default=0.0, metavar="US",
+                          help="experimental: workers and master poll their pipes for US microseconds "
+                               "before they block (WM_SPIN_US)")
     p_engine.add_argument("--profile", type=int, default=0, metavar="N",
                           help="cProfile the timed run; print the top N entries to stderr")
     p_naive = sub.add_parser("naive", help="W processes, own V+M+C each, one official env at batch 1")
@@ -640,7 +645,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "engine":
         res = run_engine(args.env, args.episodes, args.max_steps, args.workers or usable_cpus(), args.lanes,
                          args.renderer, args.device, args.population, args.seed, args.profile,
-                         args.torch_threads, args.backend, args.ray_address, args.groups, args.action_repeat)
+                         args.torch_threads, args.backend, args.ray_address, args.groups, args.action_repeat,
+                         args.spin_us)
         _print_result(res, args.json)
     elif args.cmd == "naive":
         res = run_naive(args.env, args.episodes, args.max_steps, args.workers or usable_cpus(),

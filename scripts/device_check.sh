@@ -11,8 +11,9 @@
 #                                   # writes the fastest 128-lane setting to /tmp/wm-choice, which a
 #                                   # following `train` on the same machine passes to wm-train
 #   scripts/device_check.sh ratio   # issue 3's 10x in ~2.5 minutes: the official env in 16 processes,
-#                                   # then the engine at CONFIGS (default "256 2, 128 2, 256 2": lanes
-#                                   # and lane groups; 256 lanes are the `paper` config's slots)
+#                                   # then the engine at CONFIGS (default "256 2, 128 2, 256 2": lanes,
+#                                   # lane groups and optionally the microseconds pipes spin before
+#                                   # they block, e.g. "256 2, 256 2 200"; 256 lanes = `paper`'s slots)
 #   scripts/device_check.sh profile # where the GPU engine's time goes (issue 3's 10x gap): the
 #                                   # master's cProfile at 128 lanes, then 256 lanes and 1 torch thread
 #
@@ -123,9 +124,10 @@ ratio)
   : > "$OUT/engine.jsonl"
   IFS=, read -ra cfgs <<< "${CONFIGS:-256 2, 128 2, 256 2}"
   for cfg in "${cfgs[@]}"; do
-    set -- $cfg
+    set -- $cfg  # lanes, groups and optionally microseconds that pipes spin before they block
     timeout 50 python3 scripts/bench.py engine --env carracing --episodes "$1" --lanes "$1" --groups "$2" \
-      --workers "$WORKERS" --max-steps 300 --device "$DEVICE" --json 2>/dev/null | tail -n 1 | tee -a "$OUT/engine.jsonl"
+      --spin-us "${3:-0}" --workers "$WORKERS" --max-steps 300 --device "$DEVICE" --json 2>/dev/null | tail -n 1 \
+      | tee -a "$OUT/engine.jsonl"
   done
   python3 - "$OUT" <<'PY'
 import json, sys
@@ -140,8 +142,8 @@ for line in open(f"{out}/engine.jsonl"):
         r = json.loads(line)
     except ValueError:
         continue
-    print(f"engine lanes {r['lanes']:>3} groups {r['groups']} workers {r['workers']:>2}: {r['steps_per_s']:8.1f} steps/s "
-          f"= {r['steps_per_s'] / many:5.2f}x the official env in as many processes")
+    print(f"engine lanes {r['lanes']:>3} groups {r['groups']} workers {r['workers']:>2} spin {r.get('spin_us', 0):g} us: "
+          f"{r['steps_per_s']:8.1f} steps/s = {r['steps_per_s'] / many:5.2f}x the official env in as many processes")
 PY
   log "done"
   ;;

@@ -90,6 +90,20 @@ def test_a_hung_worker_times_out_and_is_replaced():
     assert hung == clean
 
 
+def test_spinning_pipes_give_the_same_episodes_and_survive_a_killed_worker(monkeypatch):
+    """WM_SPIN_US (experimental): workers and master poll their pipes before they block."""
+    clean, actions_clean, _ = run_engine(workers=1)
+    monkeypatch.setenv("WM_SPIN_US", "300")
+    with LaneEngine(CAR, 2, workers=2, renderer="fast", max_steps=5) as engine:
+        assert [w.spin for w in engine.workers] == [0.0003, 0.0003]
+    spun, actions_spun, _ = run_engine(workers=2)
+    assert spun == clean
+    for key in actions_clean:
+        assert np.array_equal(np.stack(actions_clean[key]), np.stack(actions_spun[key]))
+    killed, _, replaced = run_engine(workers=2, kill_at=12)
+    assert replaced == 1 and killed == clean
+
+
 def test_batched_actions_match_a_plain_single_env_rollout():
     """Lane 2 of a 4-lane batch (other lanes playing other episodes) vs batch 1, by hand."""
     spec = probe_spec("ALE/Pong-v5")
