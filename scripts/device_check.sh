@@ -48,6 +48,34 @@ if ! command -v wm-train >/dev/null; then  # the package is on PYTHONPATH, not i
   export PATH=/tmp/bin:$PATH
 fi
 log() { echo "[$(date +%T)] $*"; }
+summary() {  # the official env's and the engine's steps/s in $1, and their ratios; with "choose",
+             # the fastest 128-lane setting goes to /tmp/wm-choice for a later `train`
+  python3 - "$@" <<'PY'
+import json, sys
+out, choose = sys.argv[1], sys.argv[2:] == ["choose"]
+def rate(name):
+    try:
+        return json.load(open(f"{out}/{name}"))["steps_per_s"]
+    except (OSError, ValueError, KeyError):
+        return float("nan")
+one, many = rate("official1.json"), rate("official16.json")
+print(f"official env: {one:.1f} steps/s in 1 process, {many:.1f} in all the workers")
+best = None
+for line in open(f"{out}/engine.jsonl"):
+    try:
+        r = json.loads(line)
+    except ValueError:
+        continue
+    print(f"engine lanes {r['lanes']:>3} groups {r['groups']} workers {r['workers']:>2} spin {r.get('spin_us', 0):g} us: "
+          f"{r['steps_per_s']:8.1f} steps/s = {r['steps_per_s'] / many:5.2f}x the official env in as many processes, "
+          f"{r['steps_per_s'] / one:6.1f}x in 1; master cpu {r['master_cpu_s']:.1f} s of {r['seconds']:.1f} s")
+    if r["lanes"] == 128 and (best is None or r["steps_per_s"] > best["steps_per_s"]):
+        best = r
+if choose and best is not None:
+    open("/tmp/wm-choice", "w").write(f"--set controller.groups={best['groups']} --workers {best['workers']}\n")
+    print("choice for train:", open("/tmp/wm-choice").read().strip())
+PY
+}
 
 case $part in
 bench)
@@ -88,31 +116,7 @@ tune)
   log "dream"
   timeout 40 python3 scripts/bench.py dream --batch 16384 --steps 50 --device "$DEVICE" --json 2>/dev/null | tail -n 1 \
     | tee "$OUT/dream.json"
-  python3 - "$OUT" <<'PY'
-import json, sys
-out = sys.argv[1]
-def rate(name):
-    try:
-        return json.load(open(f"{out}/{name}"))["steps_per_s"]
-    except (OSError, ValueError, KeyError):
-        return float("nan")
-one, many = rate("official1.json"), rate("official16.json")
-print(f"official env: {one:.1f} steps/s in 1 process, {many:.1f} in all the workers")
-best = None
-for line in open(f"{out}/engine.jsonl"):
-    try:
-        r = json.loads(line)
-    except ValueError:
-        continue
-    print(f"engine lanes {r['lanes']:>3} groups {r['groups']} workers {r['workers']:>2}: {r['steps_per_s']:8.1f} steps/s "
-          f"= {r['steps_per_s'] / many:5.2f}x the official env in as many processes, {r['steps_per_s'] / one:6.1f}x in 1; "
-          f"master cpu {r['master_cpu_s']:.1f} s of {r['seconds']:.1f} s")
-    if r["lanes"] == 128 and (best is None or r["steps_per_s"] > best["steps_per_s"]):
-        best = r
-if best is not None:
-    open("/tmp/wm-choice", "w").write(f"--set controller.groups={best['groups']} --workers {best['workers']}\n")
-    print("choice for train:", open("/tmp/wm-choice").read().strip())
-PY
+  summary "$OUT" choose
   log "done"
   ;;
 ratio)
@@ -129,22 +133,7 @@ ratio)
       --spin-us "${3:-0}" --workers "$WORKERS" --max-steps 300 --device "$DEVICE" --json 2>/dev/null | tail -n 1 \
       | tee -a "$OUT/engine.jsonl"
   done
-  python3 - "$OUT" <<'PY'
-import json, sys
-out = sys.argv[1]
-try:
-    many = json.load(open(f"{out}/official16.json"))["steps_per_s"]
-except (OSError, ValueError, KeyError):
-    many = float("nan")
-print(f"official env: {many:.1f} steps/s in all the workers")
-for line in open(f"{out}/engine.jsonl"):
-    try:
-        r = json.loads(line)
-    except ValueError:
-        continue
-    print(f"engine lanes {r['lanes']:>3} groups {r['groups']} workers {r['workers']:>2} spin {r.get('spin_us', 0):g} us: "
-          f"{r['steps_per_s']:8.1f} steps/s = {r['steps_per_s'] / many:5.2f}x the official env in as many processes")
-PY
+  summary "$OUT"
   log "done"
   ;;
 profile)
