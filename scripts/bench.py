@@ -179,7 +179,9 @@ def run_engine(env: str, episodes: int, max_steps: int, workers: int, lanes: int
     import torch
 
     if spin_us > 0:  # read by the workers (spawned below) and the master's side of their pipes
-        os.environ["WM_SPIN_US"] = str(spin_us)
+        from worldmodels.engine.workers import SPIN_ENV
+
+        os.environ[SPIN_ENV] = str(spin_us)
     if torch_threads > 0:
         torch.set_num_threads(torch_threads)
 

@@ -85,7 +85,6 @@ def test_resuming_a_later_round_keeps_the_earlier_rounds_loss_rows(tmp_path):
     assert [(r["round"], r["epoch"]) for r in rows] == [("0", "0"), ("0", "1"), ("1", "0")]
 
 
-
 @pytest.mark.parametrize("finetune, round1_epochs", [(1, ["0"]), (0, [])])
 def test_later_rounds_train_v_for_finetune_epochs(tmp_path, finetune, round1_epochs):
     """Round 1's V trains vae.finetune_epochs epochs from round 0's V; 0 keeps that V as it is."""

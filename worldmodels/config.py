@@ -420,7 +420,8 @@ def validate(cfg: TrainConfig) -> None:
         (cfg.collect.max_steps >= 1, "collect.max_steps must be >= 1"),
         (cfg.collect.min_frames >= 0, "collect.min_frames must be >= 0"),
         (cfg.collect.policy in ("explore", "random"), "collect.policy must be explore or random"),
-        (cfg.vae.z_dim >= 1 and cfg.vae.epochs >= 0 and cfg.vae.finetune_epochs >= -1 and cfg.vae.batch_size >= 1, "vae sizes must be positive"),
+        (cfg.vae.z_dim >= 1 and cfg.vae.epochs >= 0 and cfg.vae.batch_size >= 1, "vae sizes must be positive"),
+        (cfg.vae.finetune_epochs >= -1, "vae.finetune_epochs must be >= 0, or -1 for vae.epochs"),
         (cfg.mdnrnn.hidden >= 1 and cfg.mdnrnn.gaussians >= 1 and cfg.mdnrnn.seq_len >= 2
          and cfg.mdnrnn.batch_size >= 1 and cfg.mdnrnn.epochs >= 0, "mdnrnn sizes must be positive"),
         (cfg.controller.pop_size >= 2, "controller.pop_size must be >= 2"),
