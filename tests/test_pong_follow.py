@@ -1,9 +1,10 @@
 """scripts/pong_follow.py: the scripted Pong reference finds the ball and its paddle and follows."""
-import importlib.util
 import json
+import runpy
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -11,11 +12,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "pong_follow.py"
 
 
-def load():
-    spec = importlib.util.spec_from_file_location("pong_follow", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def load() -> SimpleNamespace:
+    """The script's functions and constants (run as a module, so its main() does not run)."""
+    return SimpleNamespace(**runpy.run_path(str(SCRIPT)))
 
 
 def test_positions_on_a_synthetic_frame():
