@@ -28,7 +28,7 @@ PADDLE_COLS = slice(140, 144)  # the agent's (green, right) paddle
 PADDLE_RGB = (92, 186, 92)
 BALL_RGB = (236, 236, 236)
 UP, DOWN, NOOP = 2, 3, 0       # Pong's RIGHT moves the paddle up, LEFT down
-PADDLE_COL = 140.0
+PADDLE_COL = float(PADDLE_COLS.start)
 
 
 def positions(frame: np.ndarray) -> tuple[np.ndarray | None, float | None]:
@@ -48,11 +48,10 @@ def reflect(row: float, low: float, high: float) -> float:
 
 def aim(ball: np.ndarray, previous: np.ndarray | None, policy: str) -> float:
     """The row to bring the paddle's centre to."""
-    if policy == "follow" or previous is None:
-        return float(ball[0])
-    d_row, d_col = ball - previous
-    if d_col > 0.5:  # coming toward the paddle
-        return reflect(ball[0] + d_row * (PADDLE_COL - ball[1]) / d_col, 0.0, BOTTOM - TOP - 1.0)
+    if policy == "predict" and previous is not None:
+        d_row, d_col = ball - previous
+        if d_col > 0.5:  # coming toward the paddle
+            return reflect(ball[0] + d_row * (PADDLE_COL - ball[1]) / d_col, 0.0, BOTTOM - TOP - 1.0)
     return float(ball[0])
 
 
