@@ -7,6 +7,7 @@
 #     VARIANT  full (default) | v-only (C sees z only, no M) | untrained-m (M keeps its random
 #              initial weights) | no-dream (dream.gens=0) | dream (C's first 100 generations
 #              inside M, at tau 1.15, then the real env) | one-round (rounds=1) |
+#              long (training episodes of 1,000 env steps instead of 500; Atari) |
 #              gpu (the GPU budget: 16 cores + 1 GPU, config default, GPU_MINUTES (default 6.5)
 #              of training + the final evaluation: 8 min 17 s in all on an H200. More minutes
 #              mean more generations, but a confirmation (~85 s) late in training and the final
@@ -19,7 +20,7 @@
 #   wm-play --env ENV --ckpt OUT/<env>/best.pt --episodes 100 --json
 # reproduces it.
 set -euo pipefail
-env=${1:?usage: scripts/results.sh carracing|pong|breakout [full|v-only|untrained-m|no-dream|dream|one-round|two-rounds|gpu] [OUT]}
+env=${1:?usage: scripts/results.sh carracing|pong|breakout [full|v-only|untrained-m|no-dream|dream|one-round|two-rounds|long|gpu] [OUT]}
 variant=${2:-full}
 out=${3:-runs/quick-$env-$variant}
 config=quick
@@ -31,6 +32,7 @@ case $variant in
   no-dream) extra=(--set dream.gens=0) ;;
   dream) extra=(--set dream.gens=100) ;;
   one-round) extra=(--set rounds=1) ;;
+  long) extra=(--set "env_overrides.$env.controller.max_steps=1000") ;;
   two-rounds) extra=(--set rounds=2 --set max_gens=140 --set vae.finetune_epochs=2) ;;
   *) echo "results.sh: unknown variant $variant" >&2; exit 2 ;;
 esac
