@@ -8,6 +8,8 @@
 #              initial weights) | no-dream (dream.gens=0) | dream (C's first 100 generations
 #              inside M, at tau 1.15, then the real env) | one-round (rounds=1) |
 #              long (training episodes of 1,000 env steps instead of 500; Atari) |
+#              two-rounds (a second round collected with C after 70 generations, V fine-tuned
+#              for 2 epochs, M retrained on all the data, C continued to generation 140) |
 #              gpu (the GPU budget: 16 cores + 1 GPU, config default, GPU_MINUTES (default 6.5)
 #              of training + the final evaluation: 8 min 17 s in all on an H200. More minutes
 #              mean more generations, but a confirmation (~85 s) late in training and the final
