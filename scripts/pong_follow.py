@@ -69,10 +69,11 @@ def action(frame: np.ndarray, previous: np.ndarray | None, policy: str, margin: 
 
 
 def play(seed: int, policy: str, margin: float, max_steps: int | None = None) -> tuple[float, int]:
-    import ale_py
     import gymnasium as gym
-    gym.register_envs(ale_py)
-    env = gym.make("ALE/Pong-v5")
+
+    from worldmodels.envs import register_all
+    register_all()
+    env = gym.make("ALE/Pong-v5")  # not make_env: that adds FIRE after a lost point, a player of its own
     try:
         frame, _ = env.reset(seed=seed)
         total, steps, previous = 0.0, 0, None

@@ -41,9 +41,10 @@ def test_predict_aims_where_the_ball_will_arrive():
 def test_follower_keeps_its_paddle_nearer_the_ball_than_standing_still():
     """Real ALE/Pong-v5: over the opening steps the follower's paddle stays closer to the ball's row."""
     pf = load()
-    import ale_py
     import gymnasium as gym
-    gym.register_envs(ale_py)
+
+    from worldmodels.envs import register_all
+    register_all()
 
     def gap(follow: bool) -> float:
         env = gym.make("ALE/Pong-v5")
