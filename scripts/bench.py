@@ -376,7 +376,7 @@ def run_dream(batch: int, steps: int, device: str = "auto", env: str = "carracin
 
     def dream(n: int):
         return dream_returns(agent.mdnrnn, agent.controller, params, start_z, rollouts, n, tau, seed,
-                             agent.use_h, dev, done_threshold=2.0)
+                             agent.inputs, dev, done_threshold=2.0)
 
     dream(2)  # warm-up, not timed
     _sync(dev)

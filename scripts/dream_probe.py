@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
                                  rng.normal(0, 0.1, (args.random, n)).astype(np.float32)])
     with torch.no_grad():
         returns, steps = dream_returns(agent.mdnrnn, agent.controller, candidates, pool, args.rollouts,
-                                       args.steps, args.tau, seed=args.seed, use_h=agent.use_h,
+                                       args.steps, args.tau, seed=args.seed, inputs=agent.inputs,
                                        done_threshold=2.0)
     returns = returns.numpy().astype(np.float64)
     means = returns.mean(axis=1)

@@ -85,7 +85,7 @@ def test_controller_flatten_roundtrip_and_batched_matmul():
     assert np.array_equal(Controller.flatten(w, b), params)
     feats = torch.randn(5, 6)
     cand = torch.tensor([0, 3, 1, 1, 2])
-    raw = c.raw(w, b, feats, cand)
+    raw = c.raw((w, b), feats, cand)
     for lane in range(5):
         expect = w[cand[lane]] @ feats[lane] + b[cand[lane]]
         assert torch.allclose(raw[lane], expect, atol=1e-6)

@@ -19,9 +19,9 @@ def test_folded_params_act_like_standardized_inputs():
         x = torch.as_tensor(rng.normal(size=(5, 10)) * 2 + 1, dtype=torch.float32)
         cand = torch.arange(5)
         w_std, b_std = ctrl.unflatten(asked)
-        want = ctrl.raw(w_std, b_std, (x - torch.as_tensor(center)) / torch.as_tensor(scale), cand)
+        want = ctrl.raw((w_std, b_std), (x - torch.as_tensor(center)) / torch.as_tensor(scale), cand)
         w, b = ctrl.unflatten(controller_params(asked, ctrl, (center, scale)))
-        assert torch.allclose(ctrl.raw(w, b, x, cand), want, atol=1e-4)
+        assert torch.allclose(ctrl.raw((w, b), x, cand), want, atol=1e-4)
         assert controller_params(asked, ctrl, None) is asked
 
 

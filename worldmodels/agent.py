@@ -11,7 +11,7 @@ from .checkpoint import BUNDLE_FORMAT, BUNDLE_VERSION
 from .engine.policies import WorldModelPolicy
 from .engine.rollout import Episode, LaneEngine
 from .envs import EnvSpec
-from .models.controller import Controller
+from .models.controller import Controller, ControllerInputs
 from .models.mdnrnn import MDNRNN
 from .models.vae import ConvVAE
 
@@ -36,17 +36,30 @@ class Agent:
     vae: ConvVAE
     mdnrnn: MDNRNN
     controller: Controller
-    use_h: bool = True
+    inputs: ControllerInputs = ControllerInputs()
     m_saw_ends: bool | None = None
     """Whether M's training data held an episode end (None: not recorded); see dream.done_threshold_for."""
 
     @classmethod
-    def build(cls, spec: EnvSpec, z_dim: int, hidden: int, gaussians: int, use_h: bool = True) -> "Agent":
+    def build(cls, spec: EnvSpec, z_dim: int, hidden: int, gaussians: int, use_h: bool = True,
+              inputs: ControllerInputs | None = None, c_hidden: int = 0) -> "Agent":
+        """inputs: C's features (default: z, and h when use_h); c_hidden: C's tanh units (0: linear)."""
+        inputs = ControllerInputs(use_h) if inputs is None else inputs
         vae = ConvVAE(z_dim)
         mdnrnn = MDNRNN(z_dim, spec.action_dim, hidden, gaussians)
-        controller = Controller(z_dim + (hidden if use_h else 0), spec.action_kind, spec.action_dim,
-                                spec.low, spec.high)
-        return cls(spec, vae.eval(), mdnrnn.eval(), controller, use_h)
+        controller = Controller(inputs.dim(z_dim, hidden, spec.action_dim), spec.action_kind, spec.action_dim,
+                                spec.low, spec.high, hidden=c_hidden)
+        return cls(spec, vae.eval(), mdnrnn.eval(), controller, inputs)
+
+    @classmethod
+    def build_for(cls, spec: EnvSpec, z_dim: int, hidden: int, gaussians: int, controller_cfg) -> "Agent":
+        """An agent whose C has the form that a ControllerConfig asks for."""
+        inputs = ControllerInputs(controller_cfg.use_h, controller_cfg.dz, controller_cfg.prev_actions)
+        return cls.build(spec, z_dim, hidden, gaussians, inputs=inputs, c_hidden=controller_cfg.hidden)
+
+    @property
+    def use_h(self) -> bool:
+        return self.inputs.use_h
 
     def to(self, device) -> "Agent":
         self.vae.to(device)
@@ -55,7 +68,7 @@ class Agent:
 
     def policy(self, params: np.ndarray, lanes: int, device, noise: float = 0.0) -> WorldModelPolicy:
         return WorldModelPolicy(self.spec, self.vae, self.mdnrnn, self.controller, params, lanes,
-                                use_h=self.use_h, device=str(device), noise=noise)
+                                inputs=self.inputs, device=str(device), noise=noise)
 
     def bundle(self, params: np.ndarray, eval_info: dict, provenance: dict) -> dict:
         """Tensors and plain values only: torch.load(weights_only=True) rebuilds the agent."""
@@ -68,6 +81,8 @@ class Agent:
                        "action_dim": self.mdnrnn.action_dim, "saw_ends": self.m_saw_ends,
                        "state_dict": _cpu(self.mdnrnn.state_dict())},
             "controller": {"use_h": self.use_h, "in_dim": self.controller.in_dim,
+                           "dz": self.inputs.dz, "prev_actions": self.inputs.prev_actions,
+                           "hidden": self.controller.hidden,
                            "params": torch.as_tensor(np.asarray(params, np.float32))},
             "eval": eval_info,
             "provenance": provenance,
@@ -76,8 +91,10 @@ class Agent:
     @classmethod
     def from_bundle(cls, bundle: dict) -> tuple["Agent", np.ndarray]:
         spec = EnvSpec.from_dict(bundle["env"])
+        c = bundle["controller"]  # dz, prev_actions and hidden are absent from older bundles: linear on [z, h]
+        inputs = ControllerInputs(bool(c["use_h"]), bool(c.get("dz", False)), int(c.get("prev_actions", 0)))
         agent = cls.build(spec, bundle["vae"]["z_dim"], bundle["mdnrnn"]["hidden"],
-                          bundle["mdnrnn"]["gaussians"], bundle["controller"]["use_h"])
+                          bundle["mdnrnn"]["gaussians"], inputs=inputs, c_hidden=int(c.get("hidden", 0)))
         agent.vae.load_state_dict(bundle["vae"]["state_dict"])
         agent.mdnrnn.load_state_dict(bundle["mdnrnn"]["state_dict"])
         agent.m_saw_ends = bundle["mdnrnn"].get("saw_ends")

@@ -103,6 +103,15 @@ class ControllerConfig:
     rate, since the master pays a fixed cost per batch; on 2 cores 2 and 4 were even."""
     use_h: bool = True
     """Feed M's hidden state h to C (False = the paper's 'V only' ablation)."""
+    dz: bool = False
+    """Also feed z_t - z_{t-1} to C: a controller that sees one frame's z cannot tell where a
+    ball is going; the difference of two frames' z carries its motion (0 at an episode's start)."""
+    prev_actions: int = 0
+    """Also feed C its own last k actions (M's encoding: one-hot or the box vector), for games
+    whose response lags the input (Breakout's paddle has momentum from its last few inputs)."""
+    hidden: int = 0
+    """C's tanh hidden units (0: linear, a = W x + b, the paper's). Moving toward where a ball
+    will be is not linear in z; past 2,000 parameters CMA-ES goes diagonal."""
     normalize: bool = False
     """CMA-ES searches W, b for standardized inputs (z and h minus their mean over the collected
     data, over their std), as ARS does; the saved controller has the standardization folded in.
@@ -430,6 +439,8 @@ def validate(cfg: TrainConfig) -> None:
         (cfg.controller.max_steps >= 1, "controller.max_steps must be >= 1"),
         (cfg.controller.slots >= 1, "controller.slots must be >= 1"),
         (cfg.controller.groups >= 1, "controller.groups must be >= 1"),
+        (0 <= cfg.controller.prev_actions <= 64, "controller.prev_actions must be 0 to 64"),
+        (0 <= cfg.controller.hidden <= 4096, "controller.hidden must be 0 (linear) to 4096"),
         (cfg.renderer in ("fast", "exact", "official"), "renderer must be fast, exact or official"),
         (cfg.eval.episodes >= 1 and cfg.eval.confirm_episodes >= 1 and cfg.eval.final_episodes >= 1,
          "eval episode counts must be >= 1"),

@@ -26,6 +26,7 @@ from .engine.dream import done_threshold_for
 from .engine.rollout import Episode, torch_threads
 from .envs import make_env, preprocess, resolve_env_ids
 from .errors import CheckpointError, UserError
+from .models.controller import InputState
 from .models.mdnrnn import sample_z
 from .models.vae import frames_to_tensor
 
@@ -359,7 +360,7 @@ def play_dream(agent: Agent, params: np.ndarray, episodes: int, seed: int, devic
                sink: VideoSink | None, fps: float, max_steps: int = 0,
                temperature: float = DEFAULT_TEMPERATURE) -> list[float]:
     """The agent plays inside M. Episode i starts from V's z (mean) of the first real frame of the
-    official env reset with seed S + i; then C acts on [z, h], M steps, its mixture is sampled at
+    official env reset with seed S + i; then C acts on its inputs (as in training), M steps, its mixture is sampled at
     temperature tau (torch generator seeded with S + i), V decodes the new z for display. Reward
     from M's reward head; the episode ends when sigmoid(done_logit) >= 0.5 (never when M's
     data held no episode end) or after max_steps (DREAM_MAX_STEPS when 0). One frame per step
@@ -370,7 +371,7 @@ def play_dream(agent: Agent, params: np.ndarray, episodes: int, seed: int, devic
     done_at = done_threshold_for(agent.m_saw_ends)
     device = torch.device(device)
     ctrl, m = agent.controller, agent.mdnrnn
-    weight, bias = (t.to(device) for t in ctrl.unflatten(np.asarray(params).reshape(1, -1)))
+    weights = tuple(t.to(device) for t in ctrl.unflatten(np.asarray(params).reshape(1, -1)))
     candidate = torch.zeros(1, dtype=torch.long, device=device)
     env = make_env(agent.spec, renderer="official")
     meanings = action_meanings(env)
@@ -383,12 +384,12 @@ def play_dream(agent: Agent, params: np.ndarray, episodes: int, seed: int, devic
             start = preprocess(raw, agent.spec)
             z, _ = agent.vae.encode(frames_to_tensor(start[None], device))
             h, c = m.initial_state(1, device)
+            memory = InputState(agent.inputs, 1, agent.vae.z_dim, agent.spec.action_dim, device)
             gen = torch.Generator(device=device)
             gen.manual_seed(int(seed + ep) % (2**63))
             total, finished, p_done = 0.0, False, 0.0
             for step in range(limit):
-                features = torch.cat([z, h], dim=1) if agent.use_h else z
-                action = ctrl.to_env(ctrl.raw(weight, bias, features, candidate).cpu())[0]
+                action = ctrl.to_env(ctrl.raw(weights, memory.features(candidate, z, h), candidate).cpu())[0]
                 if out.active:
                     dream = decode_image(agent, z)
                     text = [f"DREAM in M: {agent.spec.id}", f"tau {temperature:g}  episode {ep + 1}/{episodes}",
@@ -398,6 +399,7 @@ def play_dream(agent: Agent, params: np.ndarray, episodes: int, seed: int, devic
                                             labels=("real start frame", "dream frame (V decodes z)"))):
                         break
                 a_model = ctrl.to_model_input(np.asarray([action])).to(device)
+                memory.record(candidate, z, a_model)
                 h, c = m.step(z, a_model, (h, c))
                 mix = m.mixture(h)
                 total += float(mix.reward[0])

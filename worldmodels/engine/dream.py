@@ -1,6 +1,6 @@
 """Dream rollouts: a whole population evaluated inside M, batch = population x rollouts.
 
-Every step: C acts on [z, h] with its candidate's weights (one batched matmul per step),
+Every step: C acts on its inputs ([z, h], plus dz and earlier actions where asked) with its candidate's weights (one batched matmul per step),
 M advances h, and the next z is sampled from M's mixture at temperature tau; M's reward head
 gives the reward and its done head ends episodes. No environment is touched.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..models.controller import Controller
+from ..models.controller import Controller, ControllerInputs, InputState
 from ..models.mdnrnn import MDNRNN, sample_z
 
 
@@ -22,8 +22,9 @@ def done_threshold_for(saw_ends: bool | None) -> float:
 
 @torch.no_grad()
 def dream_returns(mdnrnn: MDNRNN, controller: Controller, params: np.ndarray, start_z: torch.Tensor,
-                  rollouts: int, max_steps: int, tau: float = 1.15, seed: int = 0, use_h: bool = True,
-                  device: str | torch.device = "cpu", done_threshold: float = 0.5) -> tuple[torch.Tensor, int]:
+                  rollouts: int, max_steps: int, tau: float = 1.15, seed: int = 0,
+                  inputs: ControllerInputs = ControllerInputs(), device: str | torch.device = "cpu",
+                  done_threshold: float = 0.5) -> tuple[torch.Tensor, int]:
     """Returns ([P, R] dream returns, dream steps taken).
 
     params [P, n_params]; start_z [N, z] a pool of starting latents (first frames of real
@@ -31,19 +32,22 @@ def dream_returns(mdnrnn: MDNRNN, controller: Controller, params: np.ndarray, st
     """
     device = torch.device(device)
     gen = torch.Generator(device=device).manual_seed(int(seed))
-    weight, bias = (t.to(device) for t in controller.unflatten(params))
-    pop = weight.shape[0]
+    weights = tuple(t.to(device) for t in controller.unflatten(params))
+    pop = weights[0].shape[0]
     batch = pop * rollouts
     pool = start_z.to(device)
     z = pool[torch.randint(len(pool), (batch,), generator=gen, device=device)]
     h, c = mdnrnn.initial_state(batch, device)
+    memory = InputState(inputs, batch, z.shape[1], mdnrnn.action_dim, device)
+    every = slice(None)
     returns = torch.zeros(batch, device=device)
     alive = torch.ones(batch, dtype=torch.bool, device=device)
     steps = 0
     for _ in range(max_steps):
-        features = torch.cat([z, h], dim=1) if use_h else z
-        raw = controller.grouped_raw(weight, bias, features.view(pop, rollouts, -1)).reshape(batch, -1)
+        features = memory.features(every, z, h)
+        raw = controller.grouped_raw(weights, features.view(pop, rollouts, -1)).reshape(batch, -1)
         action = controller.torch_actions(raw)
+        memory.record(every, z, action)
         h, c = mdnrnn.step(z, action, (h, c))
         out = mdnrnn.mixture(h)
         z = sample_z(out, tau, gen)

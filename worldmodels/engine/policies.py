@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ..envs import EnvSpec
-from ..models.controller import Controller
+from ..models.controller import Controller, ControllerInputs, InputState
 from ..models.mdnrnn import MDNRNN
 from ..models.vae import ConvVAE, frames_to_tensor
 from .rollout import Episode
@@ -24,11 +24,12 @@ class WorldModelPolicy:
     """
 
     def __init__(self, spec: EnvSpec, vae: ConvVAE, mdnrnn: MDNRNN, controller: Controller,
-                 params: np.ndarray, lanes: int, use_h: bool = True, device: str = "cpu",
-                 noise: float = 0.0):
+                 params: np.ndarray, lanes: int, inputs: ControllerInputs = ControllerInputs(),
+                 device: str = "cpu", noise: float = 0.0):
         self.spec, self.vae, self.mdnrnn, self.controller = spec, vae, mdnrnn, controller
-        self.device, self.use_h, self.noise = torch.device(device), use_h, noise
-        self.weight, self.bias = (t.to(self.device) for t in controller.unflatten(params))
+        self.device, self.noise = torch.device(device), noise
+        self.weights = tuple(t.to(self.device) for t in controller.unflatten(params))
+        self.inputs = InputState(inputs, lanes, vae.z_dim, spec.action_dim, self.device)
         self.candidate = torch.zeros(lanes, dtype=torch.long, device=self.device)
         self.h, self.c = mdnrnn.initial_state(lanes, self.device)
         self.z = torch.zeros(lanes, vae.z_dim, device=self.device)
@@ -38,6 +39,7 @@ class WorldModelPolicy:
         self.candidate[lane] = episode.candidate
         self.h[lane] = 0.0
         self.c[lane] = 0.0
+        self.inputs.reset(lane)
         if self.noise > 0:
             self.rngs[lane] = np.random.default_rng([episode.seed, 7])
 
@@ -47,14 +49,15 @@ class WorldModelPolicy:
         idx = torch.as_tensor(lanes, dtype=torch.long, device=self.device)
         z, _ = self.vae.encode(frames_to_tensor(obs[lanes], self.device))
         h, c = self.h[idx], self.c[idx]
-        features = torch.cat([z, h], dim=1) if self.use_h else z
-        raw = self.controller.raw(self.weight, self.bias, features, self.candidate[idx])
+        features = self.inputs.features(idx, z, h)
+        raw = self.controller.raw(self.weights, features, self.candidate[idx])
         actions = list(self.controller.to_env(raw.cpu()))  # the one wait for the device
         if self.noise > 0:
             actions = [self._explore(lane, a) for lane, a in zip(lanes, actions)]
             a_model = self.controller.to_model_input(np.stack(actions)).to(self.device)
         else:  # M's input from raw on the device: no copy back (queued; runs while the envs step)
             a_model = self.controller.torch_actions(raw)
+        self.inputs.record(idx, z, a_model)
         h, c = self.mdnrnn.step(z, a_model, (h, c))
         self.z[idx], self.h[idx], self.c[idx] = z, h, c
         return actions

@@ -19,6 +19,7 @@ from ..agent import TRAIN_SEED_END
 from ..engine.dream import done_threshold_for, dream_returns
 from ..engine.rollout import Episode, LaneEngine
 from ..errors import UserError
+from ..models.controller import history_features
 from . import StepReport
 from .encode import encoded_dir
 from .vae import spread
@@ -84,7 +85,7 @@ def dream_starts(ctx) -> tuple[torch.Tensor, bool]:
 @torch.no_grad()
 def feature_stats(ctx, agent, max_rollouts: int = 64) -> tuple[np.ndarray, np.ndarray]:
     """Mean and std of C's inputs over the collected data: z = V's mu of each frame, h = M's
-    state along each rollout before that frame (as the policy sees them)."""
+    state along each rollout before that frame, dz and earlier actions (as the policy sees them)."""
     files = sorted(encoded_dir(ctx).glob("*.npz"))
     if not files:
         raise UserError(f"controller.normalize needs encoded rollouts in {encoded_dir(ctx)}; run the encode stage")
@@ -92,26 +93,25 @@ def feature_stats(ctx, agent, max_rollouts: int = 64) -> tuple[np.ndarray, np.nd
     feats = []
     for i in spread(len(files), max_rollouts):
         with np.load(files[i]) as data:
-            a = torch.as_tensor(data["actions"].astype(np.float32), device=device)
+            a = torch.as_tensor(data["actions"].astype(np.float32), device=device)  # M's encoding
             z = torch.as_tensor(data["mu"][:len(a)].astype(np.float32), device=device)  # frames C acted on
-        if agent.use_h:
-            out, _ = agent.mdnrnn.lstm(torch.cat([z, a], dim=-1).unsqueeze(0))
-            h = torch.cat([torch.zeros_like(out[0, :1]), out[0, :-1]])
-            z = torch.cat([z, h], dim=1)
-        feats.append(z.cpu())
+        out, _ = agent.mdnrnn.lstm(torch.cat([z, a], dim=-1).unsqueeze(0))
+        h = torch.cat([torch.zeros_like(out[0, :1]), out[0, :-1]])
+        feats.append(history_features(agent.inputs, z, h, a).cpu())
     x = torch.cat(feats).double()
     return x.mean(0).float().numpy(), x.std(0).clamp_min(1e-2).float().numpy()
 
 
 def controller_params(solutions: np.ndarray, controller, norm) -> np.ndarray:
-    """CMA-ES's vectors -> the controller's: W' (x - center) / scale + b' = W x + b with
-    W = W' / scale and b = b' - W center. norm None: unchanged."""
+    """CMA-ES's vectors -> the controller's, folded into C's first layer:
+    W' (x - center) / scale + b' = W x + b with W = W' / scale and b = b' - W center.
+    norm None: unchanged."""
     if norm is None:
         return solutions
     center, scale = (torch.as_tensor(v) for v in norm)
-    w, b = controller.unflatten(solutions)
+    w, b, *rest = controller.unflatten(solutions)
     w = w / scale
-    return controller.flatten(w, b - w @ center)
+    return controller.flatten(w, b - w @ center, *rest)
 
 
 def run(ctx):
@@ -157,7 +157,7 @@ def run(ctx):
                 returns, steps = dream_returns(
                     agent.mdnrnn, agent.controller, solutions, pool, cfg.dream.rollouts,
                     dream_steps, cfg.dream.temperature, seed=int(rng.integers(2**31)),
-                    use_h=agent.use_h, device=ctx.device, done_threshold=done_threshold_for(has_ends))
+                    inputs=agent.inputs, device=ctx.device, done_threshold=done_threshold_for(has_ends))
                 returns = returns.cpu().numpy().astype(np.float64)
             else:
                 seeds = rng.integers(0, TRAIN_SEED_END, reps)
