@@ -41,10 +41,9 @@ class Agent:
     """Whether M's training data held an episode end (None: not recorded); see dream.done_threshold_for."""
 
     @classmethod
-    def build(cls, spec: EnvSpec, z_dim: int, hidden: int, gaussians: int, use_h: bool = True,
-              inputs: ControllerInputs | None = None, c_hidden: int = 0) -> "Agent":
-        """inputs: C's features (default: z, and h when use_h); c_hidden: C's tanh units (0: linear)."""
-        inputs = ControllerInputs(use_h) if inputs is None else inputs
+    def build(cls, spec: EnvSpec, z_dim: int, hidden: int, gaussians: int,
+              inputs: ControllerInputs = ControllerInputs(), c_hidden: int = 0) -> "Agent":
+        """inputs: C's features (default [z, h]); c_hidden: C's tanh units (0: linear)."""
         vae = ConvVAE(z_dim)
         mdnrnn = MDNRNN(z_dim, spec.action_dim, hidden, gaussians)
         controller = Controller(inputs.dim(z_dim, hidden, spec.action_dim), spec.action_kind, spec.action_dim,

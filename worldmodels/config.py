@@ -89,9 +89,8 @@ class ControllerConfig:
     min_rel_step: float = 0.0
     """Floor on CMA-ES's step relative to its mean, sigma * sqrt(n) / |mean| (0 = no floor).
     For discrete actions C is argmax(W x + b): scaling every parameter changes no action, so a
-    step only means something relative to |mean|; in an 83-generation Pong run the ratio fell
-    to 0.09. But that fall was CMA-ES converging, not stalling: C retrained on that run's V and M
-    with its seed and a floor of 0.3 scored -16.88 against -12.64 without it. Off by default."""
+    step only means something relative to |mean|. Off by default: a shrinking step is usually
+    CMA-ES converging, not stalling (docs/experiments.md)."""
     max_steps: int = 1000
     """Cap on a training episode (env steps); a stalled controller cannot eat the budget."""
     slots: int = 32
@@ -114,10 +113,9 @@ class ControllerConfig:
     will be is not linear in z; past 2,000 parameters CMA-ES goes diagonal."""
     normalize: bool = False
     """CMA-ES searches W, b for standardized inputs (z and h minus their mean over the collected
-    data, over their std), as ARS does; the saved controller has the standardization folded in.
-    Made for Breakout, where every candidate near the mean chose LEFT on every frame (16 equal
-    fitnesses in most generations); there it did not help (15 generations): z does not encode
-    Breakout's ball, so hugging a wall is the best C can find either way. Unmeasured elsewhere."""
+    data, over their std), as ARS does; the saved controller has the standardization folded in
+    (into C's first layer). For inputs of very different scales, where a step of one sigma
+    moves some weights far more than others."""
 
 
 @dataclass

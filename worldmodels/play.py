@@ -360,8 +360,8 @@ def play_dream(agent: Agent, params: np.ndarray, episodes: int, seed: int, devic
                sink: VideoSink | None, fps: float, max_steps: int = 0,
                temperature: float = DEFAULT_TEMPERATURE) -> list[float]:
     """The agent plays inside M. Episode i starts from V's z (mean) of the first real frame of the
-    official env reset with seed S + i; then C acts on its inputs (as in training), M steps, its mixture is sampled at
-    temperature tau (torch generator seeded with S + i), V decodes the new z for display. Reward
+    official env reset with seed S + i; then C acts on its inputs (as in training), M steps, its
+    mixture is sampled at temperature tau (torch generator seeded with S + i), V decodes the new z for display. Reward
     from M's reward head; the episode ends when sigmoid(done_logit) >= 0.5 (never when M's
     data held no episode end) or after max_steps (DREAM_MAX_STEPS when 0). One frame per step
     is shown/recorded. Returns the dream scores."""

@@ -24,10 +24,6 @@ class ControllerInputs:
     def dim(self, z_dim: int, h_dim: int, action_dim: int) -> int:
         return z_dim * (2 if self.dz else 1) + (h_dim if self.use_h else 0) + self.prev_actions * action_dim
 
-    @property
-    def stateful(self) -> bool:
-        return self.dz or self.prev_actions > 0
-
 
 class InputState:
     """Per-lane memory for C's inputs beyond z and h: the previous z and the last k actions (in

@@ -95,8 +95,10 @@ def feature_stats(ctx, agent, max_rollouts: int = 64) -> tuple[np.ndarray, np.nd
         with np.load(files[i]) as data:
             a = torch.as_tensor(data["actions"].astype(np.float32), device=device)  # M's encoding
             z = torch.as_tensor(data["mu"][:len(a)].astype(np.float32), device=device)  # frames C acted on
-        out, _ = agent.mdnrnn.lstm(torch.cat([z, a], dim=-1).unsqueeze(0))
-        h = torch.cat([torch.zeros_like(out[0, :1]), out[0, :-1]])
+        h = z[:, :0]  # no h when C does not see it
+        if agent.use_h:
+            out, _ = agent.mdnrnn.lstm(torch.cat([z, a], dim=-1).unsqueeze(0))
+            h = torch.cat([torch.zeros_like(out[0, :1]), out[0, :-1]])
         feats.append(history_features(agent.inputs, z, h, a).cpu())
     x = torch.cat(feats).double()
     return x.mean(0).float().numpy(), x.std(0).clamp_min(1e-2).float().numpy()
