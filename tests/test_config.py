@@ -98,7 +98,7 @@ def test_env_overrides_merge_and_the_command_line_wins(tmp_path):
     ("env_overrides.carracing.eval.episodes=3", "env_overrides.carracing.eval.episodes"),
     ("env_overrides.carracing.controller.nope=3", "env_overrides.carracing.controller.nope"),
     ("env_overrides.carracing.controller.max_steps=x", "env_overrides.carracing.controller.max_steps"),
-    ("env_overrides.carracing.controller.max_steps=0", "env_overrides.carracing: controller.max_steps must be >= 1"),
+    ("env_overrides.carracing.controller.max_steps=0", "env_overrides.carracing: config key 'controller.max_steps' must be 1 to"),
     ("env_overrides.carracing=3", "must map env names to settings"),
     ("env_overrides={carracing: {controller: 3, controller.max_steps: 5}}", "env_overrides.carracing.controller"),
 ])
@@ -142,3 +142,39 @@ def test_resume_compares_each_envs_own_settings():
     assert changed_training_keys(old, new, [env("pong")]) == []  # pong trains as before
     assert changed_training_keys(old, new, [env("pong"), env("carracing")]) == ["controller.max_steps",
                                                                              "controller.rollouts"]
+
+
+@pytest.mark.parametrize("item, needle", [
+    ("seed=4294967296", "'seed' must be 0 to 4,294,967,295"),
+    ("controller.min_rel_step=.nan", "'controller.min_rel_step' must be a finite number"),
+    ("controller.sigma0=1.0e+308", "'controller.sigma0' must be"),
+    ("controller.sigma0=0", "'controller.sigma0' must be"),
+    ("dream.temperature=.inf", "'dream.temperature' must be a finite number"),
+    ("collect.rollouts=1000000000", "'collect.rollouts' must be 1 to 1,000,000"),
+    ("vae.z_dim=100000000", "'vae.z_dim' must be 1 to 4,096"),
+    ("mdnrnn.hidden=0", "'mdnrnn.hidden' must be 1 to"),
+    ("controller.max_rewards=-1", "'controller.max_rewards' must be 0 to"),
+    ("max_env_steps=-5", "'max_env_steps' must be 0 to"),
+    ("env_overrides.pong.controller.hidden=99999", "env_overrides.pong: config key 'controller.hidden'"),
+])
+def test_out_of_range_values_are_one_config_error(item, needle):
+    with pytest.raises(ConfigError) as exc:
+        build_config(["quick"], [item])
+    assert needle in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_every_numeric_key_has_a_range():
+    from worldmodels.config import RANGES, TrainConfig, flatten
+    numeric = {k for k, v in flatten(to_dict(TrainConfig())).items()
+               if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    assert numeric <= set(RANGES), sorted(numeric - set(RANGES))
+
+
+def test_yaml_floats_without_a_dot_are_numbers(tmp_path):
+    f = tmp_path / "lr.yaml"
+    f.write_text("vae:\n  lr: 1e-4\nmdnrnn:\n  lr: 3E-3\n")
+    cfg = build_config([str(f)])
+    assert (cfg.vae.lr, cfg.mdnrnn.lr) == (1e-4, 3e-3)
+    f.write_text("vae:\n  lr: fast\n")
+    with pytest.raises(ConfigError, match="vae.lr"):
+        build_config([str(f)])

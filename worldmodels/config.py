@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass, field
 from importlib import resources
@@ -93,6 +94,10 @@ class ControllerConfig:
     CMA-ES converging, not stalling (docs/experiments.md)."""
     max_steps: int = 1000
     """Cap on a training episode (env steps); a stalled controller cannot eat the budget."""
+    max_rewards: int = 0
+    """Also end a training episode after this many nonzero rewards (0 = off). Pong pays +-1 per
+    point, so with k the fitness is points won minus lost over the first k points; a slice of
+    max_steps steps also pays for rallies that only last longer before the point is lost."""
     slots: int = 32
     """Episodes run in lockstep (one batch); fixed by the config so results do not depend on workers."""
     groups: int = 2
@@ -249,6 +254,11 @@ def _check_value(key: str, value: Any, typ: Any) -> Any:
             raise ConfigError(f"config key '{key}' must be an integer, got {value!r}")
         return value
     if typ is float:
+        if isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"config key '{key}' must be a number, got {value!r}")
         return float(value)
@@ -409,45 +419,59 @@ def _merge_overrides(a: dict, b: dict) -> dict:
     return out
 
 
+BIG = 10**12
+# The range of every numeric key, checked when a config is built (low <= value <= high; floats
+# must also be finite). Sizes are capped where more could not fit in memory or would never end,
+# so a slip of the keyboard is one error line before any work, not a traceback hours in.
+RANGES: dict[str, tuple[float, float]] = {
+    "max_gens": (0, 10**7), "eval_every": (1, 10**7), "patience": (0, 10**7),
+    "seed": (0, 2**32 - 1), "workers": (0, 1024), "time_budget": (0, 10**7), "max_env_steps": (0, BIG),
+    "rounds": (1, 100), "action_repeat": (1, 1000),
+    "collect.rollouts": (1, 10**6), "collect.max_steps": (1, 10**7), "collect.min_frames": (0, 10**9),
+    "collect.noise": (0, 10),
+    "vae.z_dim": (1, 4096), "vae.epochs": (0, 10**6), "vae.finetune_epochs": (-1, 10**6),
+    "vae.batch_size": (1, 65536), "vae.lr": (1e-12, 10), "vae.kl_tolerance": (0, 1000),
+    "vae.object_weight": (0, 1e6), "vae.motion_weight": (0, 1e6), "vae.ae_warmup": (0, 10**9),
+    "vae.shuffle_files": (1, 100000),
+    "mdnrnn.hidden": (1, 16384), "mdnrnn.gaussians": (1, 256), "mdnrnn.seq_len": (2, 100000),
+    "mdnrnn.batch_size": (1, 65536), "mdnrnn.epochs": (0, 10**6), "mdnrnn.lr": (1e-12, 10),
+    "mdnrnn.grad_clip": (0, 1e6), "mdnrnn.reward_weight": (0, 1e6), "mdnrnn.done_weight": (0, 1e6),
+    "controller.pop_size": (2, 100000), "controller.rollouts": (1, 100000),
+    "controller.sigma0": (1e-12, 1e6), "controller.min_rel_step": (0, 1e6),
+    "controller.max_steps": (1, 10**8), "controller.max_rewards": (0, 10**6), "controller.slots": (1, 65536),
+    "controller.groups": (1, 1024), "controller.prev_actions": (0, 64), "controller.hidden": (0, 4096),
+    "dream.gens": (0, 10**7), "dream.rollouts": (1, 100000), "dream.max_steps": (1, 10**8),
+    "dream.temperature": (1e-6, 100),
+    "eval.episodes": (1, 10**6), "eval.max_steps": (0, 10**8), "eval.confirm_episodes": (1, 10**6),
+    "eval.final_episodes": (1, 10**6), "eval.finalists": (0, 1000), "eval.pick_episodes": (0, 10**6),
+}
+
+
+def _fmt(v: float) -> str:
+    return f"{v:,}" if isinstance(v, int) else f"{v:g}"
+
+
+def check_ranges(cfg: TrainConfig) -> None:
+    """Every numeric key finite and within RANGES; the first offender is one error line."""
+    for key, value in flatten(to_dict(cfg)).items():
+        if key.startswith("env_overrides.") or isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"config key '{key}' must be a finite number, got {value}")
+        low, high = RANGES.get(key, (-math.inf, math.inf))
+        if not low <= value <= high:
+            raise ConfigError(f"config key '{key}' must be {_fmt(low)} to {_fmt(high)}, got {value!r}")
+
+
 def validate(cfg: TrainConfig) -> None:
+    check_ranges(cfg)
     checks = [
-        (cfg.max_gens >= 0, "max_gens must be >= 0"),
-        (cfg.seed >= 0, "seed must be >= 0"),
-        (cfg.eval_every >= 1, "eval_every must be >= 1"),
-        (cfg.patience >= 0, "patience must be >= 0 (0 disables early stopping)"),
-        (cfg.workers >= 0, "workers must be >= 0"),
-        (cfg.time_budget >= 0, "time_budget must be >= 0 minutes"),
-        (cfg.max_env_steps >= 0, "max_env_steps must be >= 0"),
-        (cfg.action_repeat >= 1, "action_repeat must be >= 1"),
-        (cfg.rounds >= 1, "rounds must be >= 1"),
         (cfg.device in ("auto", "cpu", "cuda") or cfg.device.startswith("cuda:"),
          "device must be auto, cpu or cuda"),
         (cfg.backend in ("local", "ray"), "backend must be local or ray"),
-        (cfg.collect.rollouts >= 1, "collect.rollouts must be >= 1"),
-        (cfg.collect.max_steps >= 1, "collect.max_steps must be >= 1"),
-        (cfg.collect.min_frames >= 0, "collect.min_frames must be >= 0"),
         (cfg.collect.policy in ("explore", "random"), "collect.policy must be explore or random"),
-        (cfg.vae.z_dim >= 1 and cfg.vae.epochs >= 0 and cfg.vae.batch_size >= 1, "vae sizes must be positive"),
-        (cfg.vae.finetune_epochs >= -1, "vae.finetune_epochs must be >= 0, or -1 for vae.epochs"),
-        (cfg.mdnrnn.hidden >= 1 and cfg.mdnrnn.gaussians >= 1 and cfg.mdnrnn.seq_len >= 2
-         and cfg.mdnrnn.batch_size >= 1 and cfg.mdnrnn.epochs >= 0, "mdnrnn sizes must be positive"),
-        (cfg.controller.pop_size >= 2, "controller.pop_size must be >= 2"),
-        (cfg.controller.rollouts >= 1, "controller.rollouts must be >= 1"),
-        (cfg.controller.sigma0 > 0, "controller.sigma0 must be > 0"),
-        (cfg.controller.max_steps >= 1, "controller.max_steps must be >= 1"),
-        (cfg.controller.slots >= 1, "controller.slots must be >= 1"),
-        (cfg.controller.groups >= 1, "controller.groups must be >= 1"),
-        (0 <= cfg.controller.prev_actions <= 64, "controller.prev_actions must be 0 to 64"),
-        (0 <= cfg.controller.hidden <= 4096, "controller.hidden must be 0 (linear) to 4096"),
         (cfg.renderer in ("fast", "exact", "official"), "renderer must be fast, exact or official"),
-        (cfg.eval.episodes >= 1 and cfg.eval.confirm_episodes >= 1 and cfg.eval.final_episodes >= 1,
-         "eval episode counts must be >= 1"),
-        (cfg.eval.max_steps >= 0, "eval.max_steps must be >= 0"),
-        (cfg.eval.finalists >= 0 and cfg.eval.pick_episodes >= 0, "eval.finalists and eval.pick_episodes must be >= 0"),
         (cfg.eval.renderer in ("fast", "exact", "official"), "eval.renderer must be fast, exact or official"),
-        (cfg.dream.gens >= 0 and cfg.dream.rollouts >= 1 and cfg.dream.max_steps >= 1,
-         "dream.gens must be >= 0, dream.rollouts and dream.max_steps >= 1"),
-        (cfg.dream.temperature > 0, "dream.temperature must be > 0"),
     ]
     for ok, message in checks:
         if not ok:
