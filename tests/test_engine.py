@@ -224,3 +224,38 @@ def test_packed_orders_reach_the_envs_as_sent():
     envs.handle(pack_orders({0: ("step", 2), 1: ("step", np.int64(5))}))  # discrete: plain ints
     assert seen == {0: ("step", 2), 1: ("step", 5)} and all(type(o[1]) is int for o in seen.values())
     assert pack_orders({0: ("reset", 1)}) == ("work", {0: ("reset", 1)})
+
+
+class Noop:
+    """Plays action 0 everywhere and records each lane's rewards."""
+
+    def __init__(self, lanes):
+        self.rewards = [[] for _ in range(lanes)]
+        self.done = []
+
+    def start(self, lane, episode):
+        self.rewards[lane] = []
+
+    def act(self, obs, lanes):
+        return [0 for _ in lanes]
+
+    def observe(self, lane, action, obs, reward, terminated, truncated):
+        self.rewards[lane].append(reward)
+
+    def end(self, lane):
+        self.done.append(list(self.rewards[lane]))
+
+
+def test_max_rewards_ends_an_episode_at_its_kth_nonzero_reward():
+    spec = probe_spec("ALE/Pong-v5")
+    episodes = [Episode(seed) for seed in (5, 6, 7)]
+    with LaneEngine(spec, 2, workers=1, max_steps=2000, max_rewards=2) as engine:
+        policy = Noop(2)
+        capped = engine.run(episodes, policy)
+    assert len(capped) == 3
+    for rewards, result in zip(sorted(policy.done, key=len), sorted(capped, key=lambda r: r.length)):
+        assert sum(r != 0 for r in rewards) == 2 and rewards[-1] != 0  # ends on the 2nd point
+        assert len(rewards) == result.length and result.ret == sum(rewards)
+    with LaneEngine(spec, 2, workers=1, max_steps=2000) as engine:
+        full = engine.run(episodes, Noop(2))
+    assert all(f.length > c.length for f, c in zip(full, capped))  # off: the same games go on

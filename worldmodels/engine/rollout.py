@@ -130,11 +130,13 @@ class LaneEngine:
     """
 
     def __init__(self, spec: EnvSpec, lanes: int, workers: int = 0, renderer: str = "official",
-                 max_steps: int = 0, timeout: float = 300.0, backend=None, groups: int = 2):
+                 max_steps: int = 0, timeout: float = 300.0, backend=None, groups: int = 2,
+                 max_rewards: int = 0):
         if groups < 1:
             raise ValueError("groups must be >= 1")
         self.spec = spec
         self.lanes = lanes
+        self.max_rewards = max_rewards  # > 0: an episode also ends (truncated) at its k-th nonzero reward
         backend = backend or LocalBackend(workers)
         n_workers = backend.worker_count(lanes)
         self.lane_worker = lane_placement(lanes, n_workers, groups)
@@ -244,6 +246,7 @@ class LaneEngine:
         lane_episode: list[int | None] = [None] * self.lanes
         returns = np.zeros(self.lanes, np.float64)
         lengths = np.zeros(self.lanes, np.int64)
+        paid = np.zeros(self.lanes, np.int64)  # nonzero rewards so far, for max_rewards
         obs = np.zeros((self.lanes, FRAME, FRAME, 3), np.uint8)
         results: dict[int, EpisodeResult] = {}
         resets: dict[int, int] = {}  # lane -> seed, sent with its group's next request
@@ -254,7 +257,7 @@ class LaneEngine:
                 if queue and (keep_going is None or keep_going()):
                     index, episode = queue.popleft()
                     lane_episode[lane] = index
-                    returns[lane], lengths[lane] = 0.0, 0
+                    returns[lane], lengths[lane], paid[lane] = 0.0, 0, 0
                     resets[lane] = episode.seed
                     self.history[lane] = (episode.seed, [])
                     policy.start(lane, episode)
@@ -290,6 +293,9 @@ class LaneEngine:
                 returns[lane] += reward
                 lengths[lane] += frames  # env steps: an action held for k steps counts k
                 self.steps += frames
+                paid[lane] += reward != 0
+                if self.max_rewards and paid[lane] >= self.max_rewards:
+                    truncated = True
                 policy.observe(lane, action, answer[0], reward, terminated, truncated)
                 if terminated or truncated:
                     index = lane_episode[lane]

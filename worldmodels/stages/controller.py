@@ -145,7 +145,8 @@ def run(ctx):
     if gen >= last_gen or ctx.should_stop:
         return
     with LaneEngine(ctx.spec, lanes, backend=ctx.backend, renderer=cfg.renderer,
-                    max_steps=cfg.controller.max_steps, groups=cfg.controller.groups) as engine:
+                    max_steps=cfg.controller.max_steps, groups=cfg.controller.groups,
+                    max_rewards=cfg.controller.max_rewards) as engine:
         while gen < last_gen and not ctx.should_stop:
             if gen > 0 and ctx.out_of_budget():
                 ctx.stop(ctx.budget_reason())
