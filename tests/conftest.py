@@ -1,11 +1,14 @@
 import os
 import subprocess
+import tempfile
 import sys
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+# Resume states are signed with a per-user key: the tests (and the CLIs they start) use their own.
+os.environ.setdefault("WORLDMODELS_KEY_FILE", os.path.join(tempfile.mkdtemp(prefix="wm-key-"), "state.key"))
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import hmac
 import io
 import json
 import os
@@ -133,36 +134,98 @@ def read_csv_rows(path: str | Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-# -- resume state: a pickle with a checksum, read only from the run's own folder ---------------
+# -- resume state: a pickle signed with this user's key ---------------------------------------
+# CMA-ES's state is a pickle (pycma pickles itself, a bound method of RandomState included), and
+# unpickling runs whatever code a file holds. So a state file is signed with HMAC-SHA256 under a
+# key that lives outside every run folder (mode 0600, made on first use), and a file this user's
+# key did not sign is never unpickled: a run folder from someone else cannot run code on resume.
+# A user adopts a folder they trust with --trust-run; its states are signed anew from then on.
+STATE_MAGIC = b"wm-hmac-sha256:"
+KEY_ENV = "WORLDMODELS_KEY_FILE"
+
+
+class UntrustedState(CheckpointError):
+    """A resume state that this user's key did not sign."""
+
+
+def key_path() -> Path:
+    """$WORLDMODELS_KEY_FILE, else $XDG_CONFIG_HOME/worldmodels/state.key (~/.config/...)."""
+    if os.environ.get(KEY_ENV):
+        return Path(os.environ[KEY_ENV]).expanduser()
+    base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return base / "worldmodels" / "state.key"
+
+
+def state_key() -> bytes:
+    """This user's signing key, made (32 random bytes, mode 0600) on first use."""
+    path = key_path()
+    try:
+        key = path.read_bytes()
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another trainer made it just now
+            return path.read_bytes()
+        with os.fdopen(fd, "wb") as f:
+            f.write(os.urandom(32))
+        key = path.read_bytes()
+    if len(key) < 16:
+        raise UserError(f"the signing key {path} is too short ({len(key)} bytes); delete it to make a new one")
+    return key
+
+
+def _mac(payload: bytes) -> bytes:
+    return hmac.new(state_key(), payload, hashlib.sha256).hexdigest().encode()
+
+
 def save_state(path: str | Path, state: dict) -> None:
-    """Keep the previous good state as <name>.prev, then write the new one atomically."""
+    """Keep the previous good state as <name>.prev, then write the new one, signed, atomically."""
     path = Path(path)
     payload = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
-    digest = hashlib.sha256(payload).hexdigest().encode()
     if path.exists():
         os.replace(path, path.with_name(path.name + ".prev"))
-    atomic_write_bytes(path, digest + b"\n" + payload)
+    atomic_write_bytes(path, STATE_MAGIC + _mac(payload) + b"\n" + payload)
 
 
-def _read_state(path: Path) -> dict:
+def _read_state(path: Path, trust: bool = False) -> dict:
     raw = path.read_bytes()
-    digest, _, payload = raw.partition(b"\n")
-    if hashlib.sha256(payload).hexdigest().encode() != digest:
-        raise ValueError("checksum mismatch")
-    return pickle.loads(payload)  # noqa: S301 - our own file, checksummed, from the run folder
+    head, _, payload = raw.partition(b"\n")
+    if head.startswith(STATE_MAGIC):
+        signed = hmac.compare_digest(head[len(STATE_MAGIC):], _mac(payload))
+    else:  # an unsigned state (worldmodels before signing): its sha256 proves integrity only
+        signed = False
+        if trust and hashlib.sha256(payload).hexdigest().encode() != head:
+            raise ValueError("checksum mismatch")
+    if not signed and not trust:
+        raise UntrustedState("not signed with this user's key")
+    return pickle.loads(payload)  # noqa: S301 - signed with this user's key, or adopted with --trust-run
 
 
-def load_state(path: str | Path, log=None) -> dict | None:
-    """The newest good state; a corrupt newest file falls back to the previous one."""
+def load_state(path: str | Path, log=None, trust: bool = False) -> dict | None:
+    """The newest state this user signed; a bad newest file falls back to the previous one.
+    None when there is none. No signed state but an unsigned or foreign one: UntrustedState
+    (trust=True reads it anyway: the user vouches for the folder)."""
     path = Path(path)
+    untrusted = False
     for candidate in (path, path.with_name(path.name + ".prev")):
         if not candidate.exists():
             continue
         try:
-            return _read_state(candidate)
+            return _read_state(candidate, trust)
+        except UntrustedState:
+            untrusted = True
+            if log is not None:
+                log(f"{candidate} is corrupt or not signed with this user's key (not read); "
+                    "falling back to the previous checkpoint")
         except Exception as exc:  # noqa: BLE001
             if log is not None:
                 log(f"{candidate} is corrupt ({exc}); falling back to the previous checkpoint")
+    if untrusted:
+        raise UntrustedState(
+            f"{path} was not signed with this user's key ({key_path()}): it comes from another user or "
+            "machine, or it is damaged, and reading it could run code it holds; if you trust this run "
+            "folder, rerun with --trust-run to adopt it, or use --restart to start over")
     return None
 
 

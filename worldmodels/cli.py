@@ -78,6 +78,11 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--tensorboard", action="store_true", default=None,
                    help="also write TensorBoard scalars to DIR/tensorboard (needs the tensorboard extra)")
     p.add_argument("--restart", action="store_true", help="start over in --out, deleting the earlier run")
+    p.add_argument("--break-lock", action="store_true",
+                   help="take over a run folder whose lock names another host (its trainer is gone)")
+    p.add_argument("--trust-run", action="store_true",
+                   help="resume from a run folder whose state files another user or machine signed "
+                        "(reading them can run code they hold: only for folders you trust)")
     p.add_argument("--json", action="store_true", help="print curriculum_results.json as one line at the end")
     return p
 
@@ -101,8 +106,13 @@ def train_main(argv: list[str] | None = None) -> int:
         cfg = build_config(args.config, args.set, flags)
         if args.from_dir and not Path(args.from_dir).is_dir():
             raise UserError(f"--from {args.from_dir}: no such run folder")
+        if args.trust_run:
+            print(f"wm-train: warning: --trust-run reads the resume states in {args.out} whoever wrote "
+                  "them; a crafted state file runs its code with your rights. From now on they are "
+                  "signed with your key.", file=sys.stderr)
         run = Run(cfg, Path(args.out), ["wm-train", *argv], restart=args.restart,
-                  from_dir=Path(args.from_dir) if args.from_dir else None)
+                  from_dir=Path(args.from_dir) if args.from_dir else None, trust=args.trust_run,
+                  break_lock=args.break_lock)
         results = run.run()
         from .report import format_table
 

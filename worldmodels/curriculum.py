@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import signal
 import sys
@@ -22,6 +23,7 @@ from .engine.rollout import LaneEngine
 from .envs import probe_spec, renderer_used, resolve_env_ids, slug, with_action_repeat
 from .errors import ConfigError, RunFolderError, UserError
 from .hooks import Hook, default_hooks
+from .runfolder import LOCK_NAME, RunLock
 from .stages import stage_runners
 
 log = logging.getLogger("worldmodels")
@@ -240,8 +242,12 @@ class Run:
     """One wm-train invocation: a run folder, a config, a list of envs, a list of hooks."""
 
     def __init__(self, cfg: TrainConfig, out: Path, command: list[str], restart: bool = False,
-                 hooks: list[Hook] | None = None, log_fn=None, from_dir: Path | None = None):
+                 hooks: list[Hook] | None = None, log_fn=None, from_dir: Path | None = None,
+                 trust: bool = False, break_lock: bool = False):
         self.cfg, self.out, self.command = cfg, Path(out), command
+        self.lock = RunLock(self.out, break_lock=break_lock)
+        self.source_lock = RunLock(Path(from_dir), shared=True) if from_dir is not None else None
+        self.trust = trust  # --trust-run: read resume states this user's key did not sign
         self.from_dir = Path(from_dir) if from_dir is not None else None
         self.log = log_fn or (lambda msg: print(msg, file=sys.stderr, flush=True))
         self.env_ids = resolve_env_ids(cfg.envs)
@@ -264,14 +270,22 @@ class Run:
         # Before anything is written: an unreachable cluster is one error line, not a half run.
         self.backend = make_backend(cfg.backend, cfg.workers, cfg.ray_address, log_fn=self.log)
         try:
+            if self.source_lock is not None:
+                self.source_lock.acquire()
             self._prepare_folder(restart)
         except OSError as exc:  # e.g. a parent folder this user may not read
-            self.backend.close()
+            self._release()
             raise RunFolderError(f"--out {self.out}: {exc.strerror or exc}; choose a folder you can read "
                                  "and write") from None
         except BaseException:
-            self.backend.close()
+            self._release()
             raise
+
+    def _release(self) -> None:
+        self.backend.close()
+        self.lock.release()
+        if self.source_lock is not None:
+            self.source_lock.release()
 
     def _prepare_folder(self, restart: bool) -> None:
         out = self.out
@@ -279,12 +293,7 @@ class Run:
             raise RunFolderError(f"--out {out} is a file, not a folder; choose another --out")
         run_yaml = out / "run.yaml"
         if run_yaml.exists() and restart:
-            self.log(f"--restart: removing the earlier run in {out}")
-            for child in out.iterdir():
-                if child.is_dir():
-                    shutil.rmtree(child)
-                else:
-                    child.unlink()
+            pass  # removed below, once this trainer holds the folder
         elif run_yaml.exists():
             try:
                 old = yaml.safe_load(run_yaml.read_text())["config"]
@@ -296,12 +305,22 @@ class Run:
                                      "use the same settings to resume, --restart to start over, or another --out")
             self.log(f"resuming the run in {out}")
         elif out.exists() and any(out.iterdir()) and not (out / RESULTS).exists():
-            if any(p.name not in (".gitkeep",) for p in out.iterdir()):
+            if any(p.name not in (".gitkeep", LOCK_NAME) for p in out.iterdir()):
                 raise RunFolderError(f"--out {out} is not empty and holds no run; choose an empty or new folder")
         try:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise RunFolderError(f"cannot create --out {out}: {exc.strerror}; choose a writable folder") from None
+        self.lock.acquire(self.command)  # before anything of the run is removed or written
+        if run_yaml.exists() and restart:
+            self.log(f"--restart: removing the earlier run in {out}")
+            for child in out.iterdir():
+                if child.name == LOCK_NAME:
+                    continue
+                if child.is_dir() and not child.is_symlink():
+                    shutil.rmtree(child)
+                else:
+                    child.unlink()
         atomic_write_text(run_yaml, yaml.safe_dump({"config": to_dict(self.cfg), "command": self.command,
                                                     "versions": self.versions}, sort_keys=False))
 
@@ -324,7 +343,7 @@ class Run:
         try:
             return self._run()
         finally:
-            self.backend.close()
+            self._release()
 
     def _run(self) -> dict:
         self.interrupt.install()
@@ -357,7 +376,7 @@ class Run:
     def train_env(self, ctx: EnvContext) -> None:
         cfg = self.cfg
         self.call("on_env_start", ctx)
-        state = load_state(ctx.env_dir / "controller" / "state.pkl", log=self.log)
+        state = load_state(ctx.env_dir / "controller" / "state.pkl", log=self.log, trust=self.trust)
         if state is not None:
             self._restore(ctx, state)
         runners = stage_runners()
@@ -462,7 +481,7 @@ def reuse_from(ctx: EnvContext, source: Path) -> None:
     done = {r["stage"] for r in manifest["records"] if r["round"] == 0}
     for name in ("data", "encoded"):
         if (src / name).exists() and not (ctx.env_dir / name).exists():
-            (ctx.env_dir / name).symlink_to((src / name).resolve(), target_is_directory=True)
+            link_files((src / name).resolve(), ctx.env_dir / name)
     for name in ("vae.pt", "mdnrnn.pt", "vae_samples.npz", "vae_metrics.csv", "mdnrnn_metrics.csv"):
         if (src / name).exists():
             shutil.copy2(src / name, ctx.env_dir / name)
@@ -475,6 +494,18 @@ def reuse_from(ctx: EnvContext, source: Path) -> None:
     ctx.env_steps = max((int(r.get("env_steps", 0)) for r in reused), default=0)
     ctx.log(f"{ctx.spec.slug}: reusing {', '.join(s for s in ('collect', 'vae', 'encode', 'mdnrnn') if s in done)} "
             f"from {source}")
+
+
+def link_files(source: Path, target: Path) -> None:
+    """target: real folders like source's, each file a symlink to source's. Files this run
+    writes (a later round's rollouts, encodings) land in its own folders, and every write
+    replaces a path atomically (a link included) rather than writing through it, so nothing
+    under source changes."""
+    for folder, dirs, files in os.walk(source):
+        here = target / Path(folder).relative_to(source)
+        here.mkdir(parents=True, exist_ok=True)
+        for name in files:
+            (here / name).symlink_to(Path(folder) / name)
 
 
 def env_matcher(env_id: str):

@@ -124,7 +124,7 @@ def run(ctx):
     state = ctx.resume_state
     rng = np.random.default_rng([cfg.seed, 404])
     if state is not None:
-        es = pickle.loads(state["es"])  # noqa: S301 - our own checksummed state from the run folder
+        es = pickle.loads(state["es"])  # noqa: S301 - inside a state signed with this user's key
         rng.bit_generator.state = state["rng"]
         gen = state["gen"] + 1
         wall = state["wall_s"]

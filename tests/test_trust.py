@@ -1,0 +1,167 @@
+"""Run folders that others wrote: signed resume states, and the lock on a run folder."""
+import csv
+import hashlib
+import hmac
+import json
+import os
+import pickle
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from worldmodels.checkpoint import STATE_MAGIC, UntrustedState, load_state, save_state
+
+
+class Payload:
+    """Unpickling this creates a file: proof that code ran."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.marker),))
+
+
+def crafted(marker, key: bytes | None = None) -> bytes:
+    payload = pickle.dumps({"gen": 5, "x": Payload(marker)})
+    if key is None:  # the old format: a sha256 anyone can recompute
+        return hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload
+    return STATE_MAGIC + hmac.new(key, payload, hashlib.sha256).hexdigest().encode() + b"\n" + payload
+
+
+@pytest.mark.parametrize("key", [None, b"another user's key, 32 bytes ..."])
+def test_a_state_this_users_key_did_not_sign_runs_nothing(tmp_path, key):
+    marker = tmp_path / "ran"
+    path = tmp_path / "state.pkl"
+    path.write_bytes(crafted(marker, key))
+    with pytest.raises(UntrustedState, match="--trust-run"):
+        load_state(path)
+    assert not marker.exists()
+
+
+def test_a_foreign_newest_state_falls_back_to_a_signed_previous_one(tmp_path):
+    path = tmp_path / "state.pkl"
+    save_state(path, {"gen": 1})
+    save_state(path, {"gen": 2})
+    marker = tmp_path / "ran"
+    path.write_bytes(crafted(marker))
+    messages = []
+    assert load_state(path, log=messages.append)["gen"] == 1
+    assert not marker.exists() and "not signed with this user's key" in messages[0]
+
+
+def test_trust_adopts_an_unsigned_state_whose_checksum_holds(tmp_path):
+    path = tmp_path / "state.pkl"
+    payload = pickle.dumps({"gen": 3})
+    path.write_bytes(hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload)
+    assert load_state(path, trust=True)["gen"] == 3
+    path.write_bytes(path.read_bytes()[:-2] + b"xx")  # the checksum no longer holds
+    assert load_state(path, trust=True) is None
+
+
+def test_the_key_is_private_and_stable(tmp_path, monkeypatch):
+    from worldmodels.checkpoint import state_key
+    monkeypatch.setenv("WORLDMODELS_KEY_FILE", str(tmp_path / "k" / "state.key"))
+    key = state_key()
+    assert len(key) == 32 and state_key() == key
+    assert (tmp_path / "k" / "state.key").stat().st_mode & 0o077 == 0
+
+
+@pytest.mark.slow
+def test_a_crafted_state_in_a_run_folder_is_refused_on_resume(tmp_path, cli):
+    out = tmp_path / "run"
+    args = ["--config", "smoke", "--envs", "pong", "--max-gens", "2", "--workers", "1"]
+    cli("wm-train", *args, "--out", out, check=0)
+    marker = tmp_path / "ran"
+    state = out / "pong" / "controller" / "state.pkl"
+    for f in (state, state.with_name("state.pkl.prev")):
+        f.write_bytes(crafted(marker))
+    proc = cli("wm-train", *args, "--max-gens", "3", "--out", out, check=2)
+    assert not marker.exists()
+    assert "Traceback" not in proc.stderr and "--trust-run" in proc.stderr.strip().splitlines()[-1]
+
+
+# -- the lock on a run folder ------------------------------------------------------------------
+def test_a_second_holder_is_refused_with_the_first_ones_name(tmp_path):
+    from worldmodels.errors import RunFolderError
+    from worldmodels.runfolder import LOCK_NAME, RunLock
+    first = RunLock(tmp_path).acquire(["wm-train", "--out", "x"])
+    with pytest.raises(RunFolderError, match=f"in use by wm-train pid {os.getpid()} on {socket.gethostname()}"):
+        RunLock(tmp_path).acquire()
+    with pytest.raises(RunFolderError, match="is being trained by"):
+        RunLock(tmp_path, shared=True).acquire()  # --from a folder being trained
+    first.release()
+    assert (tmp_path / LOCK_NAME).read_text() == ""  # a normal end leaves no name behind
+    readers = [RunLock(tmp_path, shared=True).acquire() for _ in range(2)]  # two runs --from it
+    with pytest.raises(RunFolderError, match="in use by"):
+        RunLock(tmp_path).acquire()
+    for r in readers:
+        r.release()
+    RunLock(tmp_path).acquire().release()
+
+
+def test_a_lock_file_from_another_host_needs_break_lock(tmp_path):
+    from worldmodels.errors import RunFolderError
+    from worldmodels.runfolder import LOCK_NAME, RunLock
+    (tmp_path / LOCK_NAME).write_text(json.dumps({"pid": 1, "host": "elsewhere", "started": 0}))
+    with pytest.raises(RunFolderError, match="on elsewhere since .*another host.*--break-lock"):
+        RunLock(tmp_path).acquire()
+    lock = RunLock(tmp_path, break_lock=True).acquire()
+    assert json.loads((tmp_path / LOCK_NAME).read_text())["host"] == socket.gethostname()
+    lock.release()
+
+
+def test_kill_9_releases_the_lock(tmp_path):
+    from worldmodels.runfolder import RunLock
+    code = ("import sys, time; from pathlib import Path; from worldmodels.runfolder import RunLock; "
+            "RunLock(Path(sys.argv[1])).acquire(); print('held', flush=True); time.sleep(60)")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held"  # a barrier: the child holds the lock now
+    from worldmodels.errors import RunFolderError
+    with pytest.raises(RunFolderError):
+        RunLock(tmp_path).acquire()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    RunLock(tmp_path).acquire().release()  # same host, holder gone: taken without --break-lock
+
+
+@pytest.mark.slow
+def test_two_trainers_on_one_out_one_is_refused(tmp_path):
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "worldmodels.cli", "wm-train", "--config", "smoke", "--envs", "pong",
+            "--max-gens", "4", "--workers", "1", "--out", str(out)]
+    first = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lock = out / "wm-train.lock"
+    for _ in range(600):  # until the first trainer holds the folder (it writes its name)
+        if lock.exists() and lock.read_text().strip():
+            break
+        time.sleep(0.1)
+    second = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 2 and "is in use by wm-train pid" in second.stderr
+    assert "Traceback" not in second.stderr
+    _, err = first.communicate(timeout=900)
+    assert first.returncode == 0, err[-3000:]
+    with (out / "pong" / "metrics.csv").open() as f:
+        assert [int(r["gen"]) for r in csv.DictReader(f)] == [0, 1, 2, 3]
+
+
+def _tree_hash(root: Path) -> dict:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.slow
+def test_from_with_two_rounds_leaves_the_source_unchanged(tmp_path, cli):
+    src, out = tmp_path / "src", tmp_path / "run"
+    base = ["--config", "smoke", "--envs", "pong", "--workers", "1"]
+    cli("wm-train", *base, "--stages", "collect,vae,encode,mdnrnn", "--out", src, check=0)
+    before = _tree_hash(src)
+    cli("wm-train", *base, "--max-gens", "2", "--from", src, "--set", "rounds=2", "--out", out, check=0)
+    assert _tree_hash(src) == before
+    assert list((out / "pong" / "data").glob("round1/ep_*.npz"))  # round 1's rollouts are this run's own
+    assert not any(p.is_symlink() for p in (out / "pong" / "data").rglob("round1/*"))
