@@ -20,7 +20,7 @@ def test_overrides_reach_their_env_by_alias_or_id(tmp_path):
         assert car.spec.action_repeat == 2 and car.cfg.time_budget == 3 and car.cfg.controller.max_steps != 77
         assert pong.cfg.controller.max_steps == 77 and pong.cfg.time_budget == 0 and pong.spec.action_repeat == 1
     finally:
-        run.backend.close()
+        run.close()
 
 
 def test_a_name_must_be_one_env(tmp_path):
@@ -32,9 +32,9 @@ def test_a_name_must_be_one_env(tmp_path):
 def test_resume_ignores_overrides_of_envs_the_run_does_not_train(tmp_path):
     out = tmp_path / "run"
     cfg = build_config(["smoke"], ["envs=pong", "workers=1"])
-    Run(cfg, out, ["test"], log_fn=lambda m: None).backend.close()
+    Run(cfg, out, ["test"], log_fn=lambda m: None).close()
     same = build_config(["smoke"], ["envs=pong", "workers=1", "env_overrides.carracing.controller.max_steps=9"])
-    Run(same, out, ["test"], log_fn=lambda m: None).backend.close()  # pong trains as before
+    Run(same, out, ["test"], log_fn=lambda m: None).close()  # pong trains as before
     other = build_config(["smoke"], ["envs=pong", "workers=1", "env_overrides.ALE/Pong-v5.controller.max_steps=9"])
     with pytest.raises(RunFolderError, match="controller.max_steps"):
         Run(other, out, ["test"], log_fn=lambda m: None)
@@ -43,7 +43,7 @@ def test_resume_ignores_overrides_of_envs_the_run_does_not_train(tmp_path):
 def test_a_run_yaml_with_broken_env_overrides_is_one_error(tmp_path):
     out = tmp_path / "run"
     cfg = build_config(["smoke"], ["envs=pong", "workers=1"])
-    Run(cfg, out, ["test"], log_fn=lambda m: None).backend.close()
+    Run(cfg, out, ["test"], log_fn=lambda m: None).close()
     text = (out / "run.yaml").read_text().replace("env_overrides: {}", "env_overrides: [1, 2]")
     assert "env_overrides: [1, 2]" in text
     (out / "run.yaml").write_text(text)

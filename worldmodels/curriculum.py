@@ -274,14 +274,15 @@ class Run:
                 self.source_lock.acquire()
             self._prepare_folder(restart)
         except OSError as exc:  # e.g. a parent folder this user may not read
-            self._release()
+            self.close()
             raise RunFolderError(f"--out {self.out}: {exc.strerror or exc}; choose a folder you can read "
                                  "and write") from None
         except BaseException:
-            self._release()
+            self.close()
             raise
 
-    def _release(self) -> None:
+    def close(self) -> None:
+        """Close the backend and drop the locks (run() does this when it ends)."""
         self.backend.close()
         self.lock.release()
         if self.source_lock is not None:
@@ -343,7 +344,7 @@ class Run:
         try:
             return self._run()
         finally:
-            self._release()
+            self.close()
 
     def _run(self) -> dict:
         self.interrupt.install()

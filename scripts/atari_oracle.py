@@ -1,0 +1,204 @@
+"""The oracle diagnostic: CMA-ES on the true object positions, read from the Atari RAM.
+
+    python scripts/atari_oracle.py --env pong [--hidden 16] [--velocity] [--prev-actions K]
+        [--max-env-steps 5000000] [--pop 16] [--rollouts 4] [--max-steps 500] [--workers 2]
+        [--seed 0] [--final-episodes 100] [--json] [--out FILE]
+
+Not a World Models agent and never part of one: it answers where the Atari gap lies. C gets
+perfect information (the ball's and paddles' positions from RAM, and with --velocity the ball's
+motion since the previous step) instead of V's z and M's h, and is trained exactly as the
+controller stage trains C: pycma ask/tell from a zero mean with sigma0, population `--pop`,
+fitness the mean return of `--rollouts` episodes capped at `--max-steps` env steps (0: whole
+games) and, with `--max-points K`, at K nonzero rewards (Pong: won minus lost over the first K
+points, so a rally that lasts longer is worth nothing by itself), training seeds below the final evaluation's range, argmax over the env's full action
+set, FIRE after a lost life (the agent's FireOnLifeLoss). The controller is linear or has one
+tanh hidden layer (`--hidden`), like `controller.hidden`. Every `--eval-every` generations the
+CMA-ES mean plays 8 whole games (seeds 1.5e9 + i, outside the budget); at the end it plays
+`--final-episodes` whole games on the final evaluation's seeds (2e9 + i).
+
+If even this controller stays far from the target at the budget, the optimiser, the fitness
+or the controller's form holds the score back, not V's picture of the ball. Measured numbers
+are in docs/experiments.md (Atari: the oracle diagnostic).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import sys
+import time
+
+import numpy as np
+
+ENVS = {"pong": "ALE/Pong-v5", "breakout": "ALE/Breakout-v5"}
+# RAM addresses of the objects (as AtariARI annotates them): name -> byte.
+RAM = {
+    "pong": {"ball_x": 49, "ball_y": 54, "player_y": 51, "enemy_y": 50},
+    "breakout": {"ball_x": 99, "ball_y": 101, "player_x": 72},
+}
+BALLS = ("ball_x", "ball_y")
+CURVE_SEED_START = 1_500_000_000
+
+
+def features(env: str, ram: np.ndarray, prev: np.ndarray | None, velocity: bool) -> np.ndarray:
+    """RAM -> positions scaled to about [-1, 1] (and the ball's motion since the last step)."""
+    pos = np.array([ram[a] for a in RAM[env].values()], np.float32)
+    x = [(pos - 100.0) / 60.0]
+    if velocity:
+        n = len(BALLS)
+        x.append(np.zeros(n, np.float32) if prev is None else np.clip((pos[:n] - prev[:n]) / 4.0, -3, 3))
+    return np.concatenate(x), pos
+
+
+class Policy:
+    """Linear (hidden 0) or one tanh hidden layer; parameters laid out as the controller's."""
+
+    def __init__(self, in_dim: int, out_dim: int, hidden: int):
+        self.layers = [(hidden, in_dim), (out_dim, hidden)] if hidden else [(out_dim, in_dim)]
+        self.n_params = sum(o * i + o for o, i in self.layers)
+
+    def weights(self, params: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        out, at = [], 0
+        for o, i in self.layers:
+            out.append((params[at:at + o * i].reshape(o, i), params[at + o * i:at + o * i + o]))
+            at += o * i + o
+        return out
+
+    @staticmethod
+    def act(weights, x: np.ndarray) -> int:
+        for k, (w, b) in enumerate(weights):
+            x = w @ (np.tanh(x) if k else x) + b
+        return int(np.argmax(x))
+
+
+_worker: dict = {}
+
+
+def _init(env_key: str, velocity: bool, prev_actions: int, hidden: int) -> None:
+    import gymnasium as gym
+
+    from worldmodels.envs import FireOnLifeLoss, quiet_native_stderr, register_all
+    register_all()
+    with quiet_native_stderr():
+        env = gym.make(ENVS[env_key], obs_type="ram")
+    meanings = env.unwrapped.get_action_meanings()
+    if "FIRE" in meanings:
+        env = FireOnLifeLoss(env, meanings.index("FIRE"))
+    n_act = int(env.action_space.n)
+    in_dim = len(RAM[env_key]) + (len(BALLS) if velocity else 0) + prev_actions * n_act
+    _worker.update(env=env, key=env_key, velocity=velocity, k=prev_actions, n_act=n_act,
+                   policy=Policy(in_dim, n_act, hidden))
+
+
+def _episode(job: tuple[np.ndarray, int, int, int]) -> tuple[float, int]:
+    params, seed, max_steps, max_points = job
+    env, key, k, n_act = _worker["env"], _worker["key"], _worker["k"], _worker["n_act"]
+    weights = _worker["policy"].weights(params)
+    ram, _ = env.reset(seed=int(seed))
+    prev, last = None, np.zeros((k, n_act), np.float32)
+    total, steps, points = 0.0, 0, 0
+    while max_steps <= 0 or steps < max_steps:
+        x, prev = features(key, ram, prev, _worker["velocity"])
+        if k:
+            x = np.concatenate([x, last.ravel()])
+        a = Policy.act(weights, x)
+        if k:
+            last = np.roll(last, 1, axis=0)
+            last[0] = 0.0
+            last[0, a] = 1.0
+        ram, r, terminated, truncated, _ = env.step(a)
+        total += float(r)
+        steps += 1
+        points += r != 0
+        if terminated or truncated or (max_points and points >= max_points):
+            break
+    return total, steps
+
+
+def play(pool, params: np.ndarray, seeds, max_steps: int) -> tuple[np.ndarray, int]:
+    out = pool.map(_episode, [(params, int(s), max_steps, 0) for s in seeds], chunksize=1)
+    return np.array([r for r, _ in out]), sum(s for _, s in out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import cma
+
+    from worldmodels.agent import TRAIN_SEED_END
+    from worldmodels.seeds import FINAL_SEED_START
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--env", choices=sorted(ENVS), default="pong")
+    p.add_argument("--hidden", type=int, default=0)
+    p.add_argument("--velocity", action="store_true", help="add the ball's motion since the last step")
+    p.add_argument("--prev-actions", type=int, default=0)
+    p.add_argument("--max-env-steps", type=int, default=5_000_000, help="training env steps")
+    p.add_argument("--pop", type=int, default=16)
+    p.add_argument("--rollouts", type=int, default=4)
+    p.add_argument("--max-steps", type=int, default=500, help="cap on a training episode; 0 = whole games")
+    p.add_argument("--max-points", type=int, default=0,
+                   help="also end a training episode after this many nonzero rewards (Pong: points played)")
+    p.add_argument("--sigma0", type=float, default=0.1)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--eval-every", type=int, default=25, help="generations between 8-game curve points (0: off)")
+    p.add_argument("--final-episodes", type=int, default=100)
+    p.add_argument("--final-max-steps", type=int, default=0, help="cap on final games (0: whole games)")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--out", default="", help="also write the result as JSON here")
+    args = p.parse_args(argv)
+    if min(args.pop, args.rollouts, args.workers, args.max_env_steps) < 1 or args.hidden < 0:
+        print("atari_oracle: --pop, --rollouts, --workers and --max-env-steps must be >= 1", file=sys.stderr)
+        return 2
+
+    pool = mp.get_context("spawn").Pool(args.workers, _init,
+                                        (args.env, args.velocity, args.prev_actions, args.hidden))
+    try:
+        _init(args.env, args.velocity, args.prev_actions, args.hidden)  # the policy's layout, here
+        n = _worker["policy"].n_params
+        es = cma.CMAEvolutionStrategy(np.zeros(n), args.sigma0, {
+            "popsize": args.pop, "randn": np.random.RandomState(args.seed).randn, "seed": np.nan,
+            "verbose": -9, "CMA_diagonal": n > 2000})
+        rng = np.random.default_rng([args.seed, 404])
+        steps, gen, curve, history, start = 0, 0, [], [], time.perf_counter()
+        while steps < args.max_env_steps:
+            asked = np.asarray(es.ask())
+            seeds = rng.integers(0, TRAIN_SEED_END, args.rollouts)
+            jobs = [(asked[c], int(s), args.max_steps, args.max_points) for c in range(args.pop) for s in seeds]
+            out = pool.map(_episode, jobs, chunksize=1)
+            steps += sum(s for _, s in out)
+            fitness = np.array([r for r, _ in out]).reshape(args.pop, args.rollouts).mean(1)
+            es.tell(list(asked), list(-fitness))
+            history.append({"gen": gen, "env_steps": steps, "mean_fitness": float(fitness.mean()),
+                            "best_fitness": float(fitness.max()), "sigma": float(es.sigma)})
+            if args.eval_every and (gen + 1) % args.eval_every == 0:
+                games, _ = play(pool, np.asarray(es.mean), CURVE_SEED_START + np.arange(8), args.final_max_steps)
+                curve.append({"gen": gen, "env_steps": steps, "mean": float(games.mean())})
+                print(f"gen {gen} steps {steps:,} fitness mean {fitness.mean():.2f} best {fitness.max():.2f} "
+                      f"sigma {es.sigma:.3f} | mean's 8 games {games.mean():.2f} "
+                      f"({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
+            gen += 1
+        train_s = time.perf_counter() - start
+        games, eval_steps = play(pool, np.asarray(es.mean), FINAL_SEED_START + np.arange(args.final_episodes),
+                                 args.final_max_steps)
+    finally:
+        pool.terminate()
+    result = {"env": ENVS[args.env], "hidden": args.hidden, "velocity": args.velocity,
+              "prev_actions": args.prev_actions, "pop": args.pop, "rollouts": args.rollouts,
+              "max_steps": args.max_steps, "max_points": args.max_points, "seed": args.seed, "n_params": n, "generations": gen,
+              "env_steps": steps, "train_s": round(train_s, 1), "final_mean": float(games.mean()),
+              "final_std": float(games.std()), "final_episodes": len(games), "final_eval_steps": eval_steps,
+              "curve": curve, "history": history}
+    line = (f"{ENVS[args.env]} oracle (hidden {args.hidden}, velocity {args.velocity}, prev_actions "
+            f"{args.prev_actions}): {games.mean():.2f} ± {games.std():.2f} over {len(games)} games "
+            f"after {gen} generations, {steps:,} env steps, {train_s / 60:.1f} min")
+    print(line, file=sys.stderr)
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(result, f, indent=1)
+    if args.json:
+        print(json.dumps({k: v for k, v in result.items() if k != "history"}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

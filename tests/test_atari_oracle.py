@@ -1,0 +1,27 @@
+"""scripts/atari_oracle.py: CMA-ES on RAM positions trains, counts its steps and scores games."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "atari_oracle.py"
+
+
+@pytest.mark.parametrize("env, extra", [("pong", ["--max-points", "2"]),
+                                        ("breakout", ["--hidden", "4", "--velocity", "--prev-actions", "2"])])
+def test_oracle_trains_within_its_budget_and_scores(tmp_path, env, extra):
+    out = tmp_path / "r.json"
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--env", env, "--max-env-steps", "1500", "--pop", "4",
+                           "--rollouts", "2", "--max-steps", "200", "--workers", "1", "--eval-every", "1",
+                           "--final-episodes", "2", "--final-max-steps", "150", "--json", "--out", str(out), *extra],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["env_steps"] >= 1500 and result["generations"] == len(result["curve"]) >= 1
+    assert result["final_episodes"] == 2 and result["final_eval_steps"] <= 300
+    history = json.loads(out.read_text())["history"]
+    assert history[-1]["env_steps"] == result["env_steps"]
+    if env == "pong":  # 2 points end a training episode: at most 2 nonzero rewards, so |fitness| <= 2
+        assert all(abs(h["best_fitness"]) <= 2 for h in history)
