@@ -293,9 +293,7 @@ class Run:
         if out.exists() and not out.is_dir():
             raise RunFolderError(f"--out {out} is a file, not a folder; choose another --out")
         run_yaml = out / "run.yaml"
-        if run_yaml.exists() and restart:
-            pass  # removed below, once this trainer holds the folder
-        elif run_yaml.exists():
+        if run_yaml.exists() and not restart:  # (with --restart it is removed below, under the lock)
             try:
                 old = yaml.safe_load(run_yaml.read_text())["config"]
                 changed = changed_training_keys(old, to_dict(self.cfg), [env_matcher(e) for e in self.env_ids])
@@ -305,7 +303,7 @@ class Run:
                 raise RunFolderError(f"{out} holds a run trained with other settings ({', '.join(changed)}); "
                                      "use the same settings to resume, --restart to start over, or another --out")
             self.log(f"resuming the run in {out}")
-        elif out.exists() and any(out.iterdir()) and not (out / RESULTS).exists():
+        elif not run_yaml.exists() and out.exists() and any(out.iterdir()) and not (out / RESULTS).exists():
             if any(p.name not in (".gitkeep", LOCK_NAME) for p in out.iterdir()):
                 raise RunFolderError(f"--out {out} is not empty and holds no run; choose an empty or new folder")
         try:

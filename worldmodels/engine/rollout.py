@@ -293,9 +293,9 @@ class LaneEngine:
                 returns[lane] += reward
                 lengths[lane] += frames  # env steps: an action held for k steps counts k
                 self.steps += frames
-                paid[lane] += reward != 0
-                if self.max_rewards and paid[lane] >= self.max_rewards:
-                    truncated = True
+                if self.max_rewards and reward != 0:
+                    paid[lane] += 1
+                    truncated = truncated or paid[lane] >= self.max_rewards
                 policy.observe(lane, action, answer[0], reward, terminated, truncated)
                 if terminated or truncated:
                     index = lane_episode[lane]
