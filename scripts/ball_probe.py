@@ -20,6 +20,7 @@ import torch
 
 from worldmodels.checkpoint import load_torch
 from worldmodels.models.vae import ConvVAE, frames_to_tensor
+from worldmodels.runfolder import RunFolder
 from worldmodels.stages.vae import spread
 
 # (rows, cols) of the 64x64 frame where the ball is the only thing that moves.
@@ -46,14 +47,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("env", choices=sorted(REGIONS))
     ap.add_argument("--rollouts", type=int, default=140, help="rollouts to take frames from")
     args = ap.parse_args(argv)
-    env_dir = args.run / args.env
-    files = sorted((env_dir / "data").glob("round*/ep_*.npz"))
-    if not files or not (env_dir / "vae.pt").exists():
+    folder = RunFolder(args.run).env_by_slug(args.env)
+    env_dir = folder.path
+    files = folder.rollout_files()
+    if not files or not folder.vae.exists():
         print(f"ball_probe: {env_dir} has no collected data or no vae.pt", file=sys.stderr)
         return 2
     files = [files[i] for i in spread(len(files), args.rollouts)]
     frames, where = ball_frames(files, REGIONS[args.env])
-    bundle = load_torch(env_dir / "vae.pt")
+    bundle = load_torch(folder.vae)
     vae = ConvVAE(bundle["z_dim"])
     vae.load_state_dict(bundle["state_dict"])
     vae.eval()

@@ -187,7 +187,6 @@ def run_engine(env: str, episodes: int, max_steps: int, workers: int, lanes: int
 
     from worldmodels.agent import Agent, resolve_device
     from worldmodels.engine.rollout import Episode, LaneEngine
-
     from worldmodels.envs import with_action_repeat
 
     spec = with_action_repeat(_build_spec(env), action_repeat)

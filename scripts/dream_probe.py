@@ -26,15 +26,16 @@ from worldmodels.agent import Agent
 from worldmodels.checkpoint import load_bundle
 from worldmodels.engine.dream import dream_returns
 from worldmodels.errors import CheckpointError
+from worldmodels.runfolder import EnvFolder
 
 
 def first_frames(env_dir: Path) -> torch.Tensor:
     firsts = []
-    for path in sorted((env_dir / "encoded").glob("round*/*.npz")):
+    for path in sorted(EnvFolder(env_dir).encoded.glob("round*/*.npz")):
         with np.load(path) as data:
             firsts.append(data["mu"][:1].astype(np.float32))
     if not firsts:
-        raise FileNotFoundError(f"{env_dir / 'encoded'} holds no encoded rollouts")
+        raise FileNotFoundError(f"{EnvFolder(env_dir).encoded} holds no encoded rollouts")
     return torch.as_tensor(np.concatenate(firsts))
 
 
@@ -54,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         print("dream_probe: --random, --rollouts and --steps must be >= 1 and --tau > 0", file=sys.stderr)
         return 2
     try:
-        agent, params = Agent.from_bundle(load_bundle(env_dir / "best.pt"))
+        agent, params = Agent.from_bundle(load_bundle(EnvFolder(env_dir).best))
         pool = first_frames(env_dir)
     except (CheckpointError, FileNotFoundError, KeyError) as exc:
         print(f"dream_probe: {env_dir}: {exc}", file=sys.stderr)

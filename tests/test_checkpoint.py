@@ -5,10 +5,16 @@ import pytest
 import torch
 
 from worldmodels.agent import Agent
-from worldmodels.checkpoint import (atomic_write_text, load_bundle, load_state, load_torch, save_state,
-                                    save_torch)
+from worldmodels.checkpoint import (
+    load_bundle,
+    load_state,
+    load_torch,
+    save_state,
+    save_torch,
+)
 from worldmodels.envs import EnvSpec
 from worldmodels.errors import CheckpointError, UserError
+from worldmodels.fileio import atomic_write_text
 
 SPEC = EnvSpec(id="CarRacing-v3", slug="carracing", target=800.0, crop=(0, 84, 0, 96), dilate=False,
                action_kind="box", action_dim=3, low=[-1.0, 0.0, 0.0], high=[1.0, 1.0, 1.0])

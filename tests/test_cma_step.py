@@ -5,9 +5,9 @@ import math
 import cma
 import numpy as np
 
-from worldmodels.checkpoint import read_csv_rows
 from worldmodels.config import build_config
 from worldmodels.curriculum import Run
+from worldmodels.fileio import read_csv_rows
 from worldmodels.stages.controller import floor_rel_step, rel_step
 
 

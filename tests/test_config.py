@@ -1,7 +1,14 @@
 import pytest
 
-from worldmodels.config import (TrainConfig, build_config, bundled_configs, changed_training_keys, env_config,
-                                parse_set, to_dict)
+from worldmodels.config import (
+    TrainConfig,
+    build_config,
+    bundled_configs,
+    changed_training_keys,
+    env_config,
+    parse_set,
+    to_dict,
+)
 from worldmodels.errors import ConfigError
 
 

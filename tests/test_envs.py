@@ -80,6 +80,6 @@ def test_without_fire_breakout_stalls():
 def test_step_cap():
     env = make_env("ALE/Pong-v5", max_steps=7)
     env.reset(seed=0)
-    for i in range(7):
+    for _ in range(7):
         _, _, term, trunc, _ = env.step(0)
     assert trunc and not term

@@ -4,6 +4,7 @@ from worldmodels.agent import CONFIRM_SEED_START, FINAL_SEED_START, SNAPSHOT_SEE
 from worldmodels.config import build_config
 from worldmodels.curriculum import Run
 from worldmodels.hooks import EarlyStopping, Hook, default_hooks
+from worldmodels.runfolder import EnvFolder
 from worldmodels.stages import StepReport
 
 
@@ -195,6 +196,7 @@ def _pick_ctx(tmp_path, scores):
         spec = agent.spec
         round = 0
         env_dir = tmp_path
+        files = EnvFolder(tmp_path)
 
         def __init__(self):
             super().__init__()

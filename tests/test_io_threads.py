@@ -5,8 +5,8 @@ import pytest
 
 from worldmodels.checkpoint import save_npz
 from worldmodels.engine.policies import Recorder
-from worldmodels.errors import UserError
 from worldmodels.engine.rollout import Episode
+from worldmodels.errors import UserError
 from worldmodels.stages.vae import frame_batches
 
 

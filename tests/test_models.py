@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from worldmodels.models import MDNRNN, ConvVAE, Controller, gmm_nll, vae_loss
+from worldmodels.models import MDNRNN, Controller, ConvVAE, gmm_nll, vae_loss
 from worldmodels.models.mdnrnn import sample_z
 
 

@@ -325,7 +325,7 @@ def drive(hook, ctx, gens=3):
 
 
 def test_live_without_display_warns_once_and_does_nothing(monkeypatch, caplog, tmp_path):
-    from worldmodels.live import NO_DISPLAY_WARNING, LiveView
+    from worldmodels.hooks.live import NO_DISPLAY_WARNING, LiveView
 
     monkeypatch.delenv("DISPLAY", raising=False)
     hook = LiveView()
@@ -342,7 +342,7 @@ def test_live_without_display_warns_once_and_does_nothing(monkeypatch, caplog, t
 
 def test_live_child_that_dies_leaves_training_alone(monkeypatch, caplog, tmp_path):
     """The probe is told yes but there is no display: the child's Qt aborts it. Training goes on."""
-    from worldmodels.live import LiveView
+    from worldmodels.hooks.live import LiveView
 
     for name in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"):
         monkeypatch.delenv(name, raising=False)
@@ -368,7 +368,7 @@ LIVE_PARENT = """
 import sys, time
 from pathlib import Path
 from types import SimpleNamespace
-from worldmodels.live import LiveView
+from worldmodels.hooks.live import LiveView
 env_dir = Path(sys.argv[1])
 hook = LiveView()
 hook.on_run_start(None)
@@ -444,7 +444,7 @@ def test_live_child_exits_when_the_trainer_is_killed(tmp_path, xvfb):
 
 # -- TensorBoard ---------------------------------------------------------------------------------
 def test_tensorboard_missing_is_a_clear_error(monkeypatch):
-    from worldmodels.tensorboard import TensorBoardLogger
+    from worldmodels.hooks.tensorboard import TensorBoardLogger
 
     monkeypatch.setitem(sys.modules, "tensorboard", None)  # import tensorboard -> ImportError
     monkeypatch.delitem(sys.modules, "torch.utils.tensorboard", raising=False)
@@ -458,7 +458,7 @@ def test_tensorboard_writes_scalars(tmp_path):
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from worldmodels.tensorboard import TensorBoardLogger
+    from worldmodels.hooks.tensorboard import TensorBoardLogger
 
     hook = TensorBoardLogger()
     ctx = fake_ctx(tmp_path / "run" / "pong")

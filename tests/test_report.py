@@ -75,7 +75,7 @@ def _write_env_files(env_dir: Path, *, gens: int = 5, metrics: bool = True, eval
 
 def _write_run_yaml(run_dir: Path, envs: list[dict]) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
-    doc = {"config": {"envs": [{"id": e["id"], "target": e["target"]} for e in envs]},
+    doc = {"config": {"envs": [e["id"] for e in envs]},  # as wm-train records them: names or ids
            "command": ["wm-train", "--out", str(run_dir)],
            "versions": {"python": "3.11", "worldmodels": "0.1.0"}}
     (run_dir / "run.yaml").write_text(yaml.safe_dump(doc))

@@ -7,6 +7,7 @@ import pytest
 from worldmodels.config import build_config
 from worldmodels.curriculum import Run
 from worldmodels.hooks import Hook, default_hooks
+from worldmodels.runfolder import EnvFolder
 
 
 class EndsTraining(Hook):
@@ -74,7 +75,7 @@ def test_resuming_a_later_round_keeps_the_earlier_rounds_loss_rows(tmp_path):
     assert [(r["round"], r["epoch"]) for r in rows] == [("0", "0"), ("0", "1"), ("1", "0"), ("1", "1")]
 
     class Ctx:  # a rerun about to resume round 1's V after its epoch 0
-        env_dir, round = env, 1
+        env_dir, files, round = env, EnvFolder(env), 1
 
         @staticmethod
         def resume_index(stage):

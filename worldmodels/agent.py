@@ -14,9 +14,8 @@ from .envs import EnvSpec
 from .models.controller import Controller, ControllerInputs
 from .models.mdnrnn import MDNRNN
 from .models.vae import ConvVAE
+from .seeds import CONFIRM_SEED_START, FINAL_SEED_START, PICK_SEED_START, SNAPSHOT_SEED_START, TRAIN_SEED_END  # noqa: F401 - re-exported: the seed ranges live where the CLI can import them cheaply
 
-from .seeds import (  # noqa: F401 - re-exported: the seed ranges live where the CLI can import them cheaply
-    CONFIRM_SEED_START, FINAL_SEED_START, PICK_SEED_START, SNAPSHOT_SEED_START, TRAIN_SEED_END)
 EVAL_LANES = 16  # fixed, so the final eval and wm-play batch alike and give the same numbers
 
 
@@ -42,7 +41,7 @@ class Agent:
 
     @classmethod
     def build(cls, spec: EnvSpec, z_dim: int, hidden: int, gaussians: int,
-              inputs: ControllerInputs = ControllerInputs(), c_hidden: int = 0) -> "Agent":
+              inputs: ControllerInputs = ControllerInputs(), c_hidden: int = 0) -> Agent:
         """inputs: C's features (default [z, h]); c_hidden: C's tanh units (0: linear)."""
         vae = ConvVAE(z_dim)
         mdnrnn = MDNRNN(z_dim, spec.action_dim, hidden, gaussians)
@@ -51,7 +50,7 @@ class Agent:
         return cls(spec, vae.eval(), mdnrnn.eval(), controller, inputs)
 
     @classmethod
-    def build_for(cls, spec: EnvSpec, z_dim: int, hidden: int, gaussians: int, controller_cfg) -> "Agent":
+    def build_for(cls, spec: EnvSpec, z_dim: int, hidden: int, gaussians: int, controller_cfg) -> Agent:
         """An agent whose C has the form that a ControllerConfig asks for."""
         inputs = ControllerInputs(controller_cfg.use_h, controller_cfg.dz, controller_cfg.prev_actions)
         return cls.build(spec, z_dim, hidden, gaussians, inputs=inputs, c_hidden=controller_cfg.hidden)
@@ -60,7 +59,7 @@ class Agent:
     def use_h(self) -> bool:
         return self.inputs.use_h
 
-    def to(self, device) -> "Agent":
+    def to(self, device) -> Agent:
         self.vae.to(device)
         self.mdnrnn.to(device)
         return self
@@ -88,7 +87,7 @@ class Agent:
         }
 
     @classmethod
-    def from_bundle(cls, bundle: dict) -> tuple["Agent", np.ndarray]:
+    def from_bundle(cls, bundle: dict) -> tuple[Agent, np.ndarray]:
         spec = EnvSpec.from_dict(bundle["env"])
         c = bundle["controller"]  # dz, prev_actions and hidden are absent from older bundles: linear on [z, h]
         inputs = ControllerInputs(bool(c["use_h"]), bool(c.get("dz", False)), int(c.get("prev_actions", 0)))

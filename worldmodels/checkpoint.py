@@ -1,14 +1,11 @@
-"""Atomic writes, validated loads, the resume state and the self-contained agent bundle."""
+"""Validated loads of torch files, the signed resume state and the self-contained agent bundle."""
 from __future__ import annotations
 
-import csv
 import hashlib
 import hmac
 import io
-import json
 import os
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -17,52 +14,10 @@ import numpy as np
 import torch
 
 from .errors import CheckpointError, UserError
+from .fileio import atomic_write_bytes
 
 BUNDLE_FORMAT = "worldmodels-agent"
 BUNDLE_VERSION = 1
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write to a temp file in the same folder, fsync, then os.replace: never half a file."""
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise UserError(f"cannot write in {path.parent}: {exc.strerror}; choose a writable --out") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise UserError(f"cannot write {path}: {exc.strerror}; free some space or choose another --out; "
-                        "earlier files are intact") from None
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
-
-
-def write_json(path: str | Path, data: Any) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, default=_json_default) + "\n")
-
-
-def _json_default(value):
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"not JSON serialisable: {type(value)}")
-
-
-def read_json(path: str | Path) -> Any:
-    try:
-        return json.loads(Path(path).read_text())
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path} is corrupt ({exc.msg}); delete it or rerun with --restart") from None
 
 
 def save_npz(path: str | Path, **arrays: np.ndarray) -> None:
@@ -116,22 +71,6 @@ def load_torch_state(path: str | Path, what: str, log=None) -> dict | None:
             if log is not None:
                 log(f"{exc}; falling back to the previous checkpoint")
     return None
-
-
-def write_csv_rows(path: str | Path, fieldnames: list[str], rows: list[dict]) -> None:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=fieldnames, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(path, buf.getvalue())
-
-
-def read_csv_rows(path: str | Path) -> list[dict]:
-    path = Path(path)
-    if not path.is_file():
-        return []
-    with path.open(newline="") as f:
-        return list(csv.DictReader(f))
 
 
 # -- resume state: a pickle signed with this user's key ---------------------------------------

@@ -58,7 +58,8 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--envs", help="all, or a comma list of pong, breakout, carracing or Gymnasium ids (default all)")
     p.add_argument("--max-gens", type=_positive_int, help="CMA-ES generations per env (default 200)")
     p.add_argument("--eval-every", type=_positive_int, help="eval snapshot every K generations (default 10)")
-    p.add_argument("--patience", type=_positive_int, help="early-stopping patience in generations; 0 disables (default 30)")
+    p.add_argument("--patience", type=_positive_int, help="early-stopping patience in generations; 0 disables "
+                   "(default 30)")
     p.add_argument("--out", default="checkpoints", help="run folder (default checkpoints)")
     p.add_argument("--config", action="append", default=[], metavar="NAME_OR_PATH",
                    help="bundled config (smoke, quick, default, paper) or YAML file; repeatable, later wins")
@@ -154,16 +155,19 @@ def play_main(argv: list[str] | None = None) -> int:
     p.add_argument("--env", required=True, help="pong, breakout, carracing or a Gymnasium id")
     p.add_argument("--ckpt", required=True, help="an agent bundle (best.pt)")
     p.add_argument("--episodes", type=_positive_int, default=1)
-    p.add_argument("--seed", type=_positive_int, default=FINAL_SEED_START, help=f"episode i uses seed S+i (default {FINAL_SEED_START})")
+    p.add_argument("--seed", type=_positive_int, default=FINAL_SEED_START,
+                   help=f"episode i uses seed S+i (default {FINAL_SEED_START})")
     p.add_argument("--headless", action="store_true", help="never open a window")
     p.add_argument("--record", metavar="FILE", help="write a video (.mp4, .avi or .gif)")
     p.add_argument("--fps", type=float, default=60.0,
-                   help="env steps a second shown or recorded (an agent that holds each action for k steps shows one frame in k)")
+                   help="env steps a second shown or recorded (an agent that holds each action for "
+                        "k steps shows one frame in k)")
     p.add_argument("--max-steps", type=_positive_int, default=0, help="cap on an episode (0 = the env's own)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--dream", action="store_true",
                    help="play inside the world model M (from the first real frame) instead of the env")
-    p.add_argument("--temperature", type=float, default=1.15, help="M's sampling temperature tau in --dream (default 1.15)")
+    p.add_argument("--temperature", type=float, default=1.15,
+                   help="M's sampling temperature tau in --dream (default 1.15)")
     p.add_argument("--json", action="store_true", help='print {"env", "episodes", "mean", "std", "scores"}')
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
 
@@ -185,7 +189,8 @@ def play_main(argv: list[str] | None = None) -> int:
             print(f"{result['env']}: stopped before an episode ended; no score")
         else:
             where = f" in the dream (tau {args.temperature:g})" if args.dream else ""
-            print(f"{result['env']}{where}: {result['mean']:.2f} ± {result['std']:.2f} over {result['episodes']} episodes")
+            print(f"{result['env']}{where}: {result['mean']:.2f} ± {result['std']:.2f} "
+                  f"over {result['episodes']} episodes")
         return 0
 
     return _run_guarded(go)

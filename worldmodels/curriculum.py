@@ -15,19 +15,18 @@ import yaml
 
 from . import __version__
 from .agent import FINAL_SEED_START, Agent, eval_lanes, evaluate, resolve_device
-from .checkpoint import (atomic_write_text, load_bundle, load_state, load_torch, load_torch_state, read_json,
-                         save_torch, write_json)
+from .checkpoint import load_bundle, load_state, load_torch, load_torch_state, save_torch
 from .config import STAGES, TrainConfig, changed_training_keys, effective, env_config, to_dict
 from .engine.backends import make_backend
 from .engine.rollout import LaneEngine
-from .envs import probe_spec, renderer_used, resolve_env_ids, slug, with_action_repeat
+from .envs import probe_spec, renderer_used, resolve_env_ids, with_action_repeat
 from .errors import ConfigError, RunFolderError, UserError
+from .fileio import atomic_write_text, read_json
 from .hooks import Hook, default_hooks
-from .runfolder import LOCK_NAME, RunLock
+from .runfolder import LOCK_NAME, REUSED_FILES, EnvFolder, RunFolder, RunLock
 from .stages import stage_runners
 
 log = logging.getLogger("worldmodels")
-RESULTS = "curriculum_results.json"
 
 
 class Interrupt:
@@ -68,11 +67,12 @@ def versions() -> dict:
 class EnvContext:
     """Everything a stage or hook needs about the env being trained, and the stop flag."""
 
-    def __init__(self, run: "Run", env_id: str):
+    def __init__(self, run: Run, env_id: str):
         self.run, self.cfg = run, env_config(run.cfg, env_matcher(env_id))
         self.spec = with_action_repeat(probe_spec(env_id), self.cfg.action_repeat)
         self.run_dir = run.out
-        self.env_dir = run.out / self.spec.slug
+        self.files = run.folder.env(self.spec.id)
+        self.env_dir = self.files.path
         self.env_dir.mkdir(parents=True, exist_ok=True)
         self.device, self.backend, self.hooks = run.device, run.backend, run.hooks
         self.log = run.log
@@ -86,7 +86,7 @@ class EnvContext:
         self._bar = None
         self._agent: tuple | None = None
         self._engines: dict[tuple[int, str], LaneEngine] = {}
-        self.manifest = self._load_manifest()
+        self.manifest = self.files.read_manifest()
         # What an earlier invocation recorded stays in the results while this one runs: the final
         # score of best.pt (until a new best.pt replaces it) and why training ended (unless this
         # invocation ends it for a reason of its own).
@@ -99,13 +99,6 @@ class EnvContext:
         self.stage_t0 = self.t0
 
     # -- manifest: the stage record ----------------------------------------------------------
-    def _load_manifest(self) -> dict:
-        path = self.env_dir / "manifest.json"
-        data = read_json(path) if path.exists() else {}
-        data.setdefault("records", [])
-        data.setdefault("wall_s", {})
-        return data
-
     def stage_done(self, round_: int, stage: str) -> bool:
         if stage == "controller":  # reopened by a rerun unless a later round has begun
             return any(r["round"] > round_ for r in self.manifest["records"])
@@ -129,7 +122,7 @@ class EnvContext:
         self.manifest.update(env_steps=self.env_steps, status=self.status, stop_reason=self.stop_reason,
                              early_stopped=self.early_stopped, best_eval=self.best_eval,
                              final_eval=self.final_eval, id=self.spec.id)
-        write_json(self.env_dir / "manifest.json", self.manifest)
+        self.files.write_manifest(self.manifest)
 
     # -- budgets and stopping ------------------------------------------------------------------
     def elapsed(self) -> float:
@@ -158,7 +151,7 @@ class EnvContext:
         """The last finished epoch/generation of this stage that a checkpoint holds (-1: none)."""
         if stage == "controller":
             return self.resume_state["gen"] if self.resume_state else -1
-        state = load_torch_state(self.env_dir / f"{stage}_state.pt", f"{stage} state")
+        state = load_torch_state(self.files.stage_state(stage), f"{stage} state")
         if state is not None:
             if state["round"] == self.round:
                 return int(state["epoch"])
@@ -180,7 +173,7 @@ class EnvContext:
     # -- models --------------------------------------------------------------------------------
     def load_agent(self) -> Agent:
         """V and M as trained so far (cached until vae.pt or mdnrnn.pt change)."""
-        vae_path, m_path = self.env_dir / "vae.pt", self.env_dir / "mdnrnn.pt"
+        vae_path, m_path = self.files.vae, self.files.mdnrnn
         for path, stage in ((vae_path, "vae"), (m_path, "mdnrnn")):
             if not path.exists():
                 raise UserError(f"stage {self.stage} needs {path}; run the {stage} stage first (or --from RUN_DIR)")
@@ -223,10 +216,7 @@ class EnvContext:
     # -- results ---------------------------------------------------------------------------------
     def results_entry(self) -> dict:
         walls = dict(self.manifest.get("wall_s", {}))
-        gens = 0
-        metrics = self.env_dir / "metrics.csv"
-        if metrics.exists():
-            gens = max(0, len(metrics.read_text().strip().splitlines()) - 1)
+        gens = self.files.generations()
         return {"id": self.spec.id, "slug": self.spec.slug, "target": self.spec.target, "status": self.status,
                 "final_eval": self.final_eval, "best_eval": self.best_eval, "generations": gens,
                 "early_stopped": self.early_stopped,
@@ -245,6 +235,7 @@ class Run:
                  hooks: list[Hook] | None = None, log_fn=None, from_dir: Path | None = None,
                  trust: bool = False, break_lock: bool = False):
         self.cfg, self.out, self.command = cfg, Path(out), command
+        self.folder = RunFolder(self.out)
         self.lock = RunLock(self.out, break_lock=break_lock)
         self.source_lock = RunLock(Path(from_dir), shared=True) if from_dir is not None else None
         self.trust = trust  # --trust-run: read resume states this user's key did not sign
@@ -262,7 +253,7 @@ class Run:
             spec = probe_spec(env_id)
             if self.from_dir is not None:
                 repeat = with_action_repeat(spec, env_config(cfg, env_matcher(env_id)).action_repeat).action_repeat
-                check_source(self.from_dir, env_id, repeat, None if restart else self.out / spec.slug)
+                check_source(self.from_dir, env_id, repeat, None if restart else self.folder.env(env_id))
         self.device = resolve_device(cfg.device)
         self.hooks = hooks if hooks is not None else default_hooks(cfg)
         self.interrupt = Interrupt()
@@ -292,7 +283,7 @@ class Run:
         out = self.out
         if out.exists() and not out.is_dir():
             raise RunFolderError(f"--out {out} is a file, not a folder; choose another --out")
-        run_yaml = out / "run.yaml"
+        run_yaml = self.folder.run_yaml
         if run_yaml.exists() and not restart:  # (with --restart it is removed below, under the lock)
             try:
                 old = yaml.safe_load(run_yaml.read_text())["config"]
@@ -303,7 +294,7 @@ class Run:
                 raise RunFolderError(f"{out} holds a run trained with other settings ({', '.join(changed)}); "
                                      "use the same settings to resume, --restart to start over, or another --out")
             self.log(f"resuming the run in {out}")
-        elif not run_yaml.exists() and out.exists() and any(out.iterdir()) and not (out / RESULTS).exists():
+        elif not run_yaml.exists() and out.exists() and any(out.iterdir()) and not self.folder.results.exists():
             if any(p.name not in (".gitkeep", LOCK_NAME) for p in out.iterdir()):
                 raise RunFolderError(f"--out {out} is not empty and holds no run; choose an empty or new folder")
         try:
@@ -324,14 +315,7 @@ class Run:
                                                     "versions": self.versions}, sort_keys=False))
 
     def update_results(self, entry: dict) -> None:
-        path = self.out / RESULTS
-        data = read_json(path) if path.exists() else {"version": 1, "envs": []}
-        envs = [e for e in data["envs"] if e["id"] != entry["id"]]
-        envs.append(entry)
-        order = {env_id: i for i, env_id in enumerate(self.env_ids)}
-        envs.sort(key=lambda e: order.get(e["id"], len(order)))
-        data.update(envs=envs, updated=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-        write_json(path, data)
+        self.folder.update_results(entry, self.env_ids)
 
     def call(self, method: str, *args) -> None:
         for hook in self.hooks:
@@ -370,12 +354,12 @@ class Run:
                 self.log(f"interrupted: the checkpoint is saved; rerun the same command to resume ({self.out})")
                 break
         self.call("on_run_end", self)
-        return read_json(self.out / RESULTS) if (self.out / RESULTS).exists() else {}
+        return read_json(self.folder.results) if self.folder.results.exists() else {}
 
     def train_env(self, ctx: EnvContext) -> None:
         cfg = self.cfg
         self.call("on_env_start", ctx)
-        state = load_state(ctx.env_dir / "controller" / "state.pkl", log=self.log, trust=self.trust)
+        state = load_state(ctx.files.controller_state, log=self.log, trust=self.trust)
         if state is not None:
             self._restore(ctx, state)
         runners = stage_runners()
@@ -442,7 +426,7 @@ class Run:
 
     def _final_eval(self, ctx: EnvContext) -> None:
         """best.pt on the official env, unseen seeds: the score that goes into the results."""
-        best = ctx.env_dir / "best.pt"
+        best = ctx.files.best
         if not best.exists():
             return
         bundle = load_bundle(best)
@@ -473,23 +457,24 @@ class Run:
 def reuse_from(ctx: EnvContext, source: Path) -> None:
     """--from RUN_DIR (checked by Run.__init__, check_source): link the data, copy V and M of an
     earlier run; mark those stages done."""
-    src = source / ctx.spec.slug
+    src = RunFolder(source).env(ctx.spec.id)
     if ctx.manifest["records"]:
         return  # already reused (or trained) in this run folder
-    manifest = read_json(src / "manifest.json")
+    manifest = src.read_manifest()
     done = {r["stage"] for r in manifest["records"] if r["round"] == 0}
-    for name in ("data", "encoded"):
-        if (src / name).exists() and not (ctx.env_dir / name).exists():
-            link_files((src / name).resolve(), ctx.env_dir / name)
-    for name in ("vae.pt", "mdnrnn.pt", "vae_samples.npz", "vae_metrics.csv", "mdnrnn_metrics.csv"):
-        if (src / name).exists():
-            shutil.copy2(src / name, ctx.env_dir / name)
+    for theirs, ours in ((src.data, ctx.files.data), (src.encoded, ctx.files.encoded)):
+        if theirs.exists() and not ours.exists():
+            link_files(theirs.resolve(), ours)
+    for name in REUSED_FILES:
+        if (src.path / name).exists():
+            shutil.copy2(src.path / name, ctx.env_dir / name)
     for stage in ("collect", "vae", "encode", "mdnrnn"):
         if stage in done:
             ctx.record_stage(stage, reused_from=str(source.resolve()))
     # The env steps behind what is reused (the data), not the source's whole run: its controller
     # generations are not part of this run.
-    reused = [r for r in manifest["records"] if r["round"] == 0 and r["stage"] in ("collect", "vae", "encode", "mdnrnn")]
+    reused = [r for r in manifest["records"]
+              if r["round"] == 0 and r["stage"] in ("collect", "vae", "encode", "mdnrnn")]
     ctx.env_steps = max((int(r.get("env_steps", 0)) for r in reused), default=0)
     ctx.log(f"{ctx.spec.slug}: reusing {', '.join(s for s in ('collect', 'vae', 'encode', 'mdnrnn') if s in done)} "
             f"from {source}")
@@ -500,7 +485,7 @@ def link_files(source: Path, target: Path) -> None:
     writes (a later round's rollouts, encodings) land in its own folders, and every write
     replaces a path atomically (a link included) rather than writing through it, so nothing
     under source changes."""
-    for folder, dirs, files in os.walk(source):
+    for folder, _dirs, files in os.walk(source):
         here = target / Path(folder).relative_to(source)
         here.mkdir(parents=True, exist_ok=True)
         for name in files:
@@ -517,15 +502,14 @@ def env_matcher(env_id: str):
     return matches
 
 
-def check_source(source: Path, env_id: str, repeat: int, env_dir: Path | None) -> None:
+def check_source(source: Path, env_id: str, repeat: int, env_dir: EnvFolder | None) -> None:
     """--from RUN_DIR must hold env_id trained with the same action repeat (unless this run's
     env_dir already holds stages, reused or trained)."""
-    src = source / slug(env_id)
-    if not (src / "manifest.json").exists():
-        raise RunFolderError(f"--from {source}: no trained {env_id} there ({src}/manifest.json missing)")
+    src = RunFolder(source).env(env_id)
+    if not src.manifest.exists():
+        raise RunFolderError(f"--from {source}: no trained {env_id} there ({src.manifest} missing)")
     try:
-        if env_dir is not None and (env_dir / "manifest.json").exists() \
-                and read_json(env_dir / "manifest.json").get("records"):
+        if env_dir is not None and env_dir.has_records():
             return
     except (OSError, ValueError, UserError):
         pass  # an unreadable manifest of this run is reported where it is loaded
@@ -539,11 +523,11 @@ def check_source(source: Path, env_id: str, repeat: int, env_dir: Path | None) -
 def _source_action_repeat(source: Path, env_id: str) -> int:
     """The action repeat an earlier run used for env_id (1 for runs from before the setting)."""
     try:
-        cfg = yaml.safe_load((source / "run.yaml").read_text())["config"]
+        cfg = RunFolder(source).read_config()
         repeat = int(effective(cfg, env_matcher(env_id)).get("action_repeat", 1))
-    except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError, AttributeError, ConfigError):
+    except (OSError, KeyError, TypeError, ValueError, AttributeError, UserError):
         repeat = 1
     return 1 if env_id.startswith("ALE/") else max(1, repeat)
 
 
-__all__ = ["Run", "EnvContext", "slug"]
+__all__ = ["Run", "EnvContext"]

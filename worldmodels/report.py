@@ -27,31 +27,27 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
-import os
 import re
-import tempfile
 import zipfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from worldmodels.errors import RunFolderError
+from worldmodels.fileio import atomic_write_bytes, read_json, read_yaml
+from worldmodels.names import ALIASES, CURRICULUM, TARGETS
+from worldmodels.names import slug as env_slug
+from worldmodels.runfolder import REPORT_DIR, RESULTS, RUN_YAML, EnvFolder
 
 __all__ = ["load_run", "summary_rows", "format_table", "write_report"]
 
-RESULTS_FILE = "curriculum_results.json"
-RUN_FILE = "run.yaml"
-REPORT_DIR = "report"
+RESULTS_FILE, RUN_FILE = RESULTS, RUN_YAML
 SUPPORTED_VERSIONS = (1,)
 
-# Files whose presence marks a sub-folder of the run as an env folder.
-_ENV_MARKERS = ("metrics.csv", "eval", "vae_metrics.csv", "mdnrnn_metrics.csv",
-                "vae_samples.npz", "best.pt")
 # Preferred order of wall_s stage keys (others follow in order of appearance).
 _STAGE_ORDER = ("collect", "vae", "encode", "mdnrnn", "controller", "final_eval")
 _SAFE_SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-_EVAL_NAME = re.compile(r"^gen_(\d+)\.json$")
 _PLOT_KINDS = ("fitness", "losses", "recon")
 
 SUMMARY_BASE_COLUMNS = (
@@ -77,32 +73,6 @@ def _num(x: Any) -> float | None:
 
 def _get(d: Any, key: str) -> Any:
     return d.get(key) if isinstance(d, dict) else None
-
-
-def _slugify(env_id: str) -> str:
-    """File-safe slug for an env id (fallback when an entry carries no slug).
-
-    ``ALE/Pong-v5`` -> ``pong``, ``CarRacing-v3`` -> ``carracing``; other ids:
-    lower case, runs of unsafe characters replaced by ``_``.
-    """
-    short = {"pong": "pong", "breakout": "breakout", "carracing": "carracing"}
-    base = env_id.split("/")[-1]
-    base = re.sub(r"-v\d+$", "", base)
-    key = re.sub(r"[^a-z0-9]", "", base.lower())
-    if key in short:
-        return short[key]
-    slug = re.sub(r"[^a-z0-9._-]+", "_", env_id.lower()).strip("._-")
-    return slug or "env"
-
-
-def _norm(s: str) -> str:
-    return re.sub(r"[^a-z0-9]", "", s.lower())
-
-
-def _id_matches_slug(env_id: str, slug: str) -> bool:
-    base = env_id.split("/")[-1]
-    keys = {_norm(env_id), _norm(base), _norm(re.sub(r"-v\d+$", "", base)), _norm(_slugify(env_id))}
-    return _norm(slug) in keys
 
 
 def _fmt_float(x: Any, digits: int = 2) -> str:
@@ -184,46 +154,12 @@ def _slug_of(entry: dict) -> str:
     slug = entry.get("slug")
     if isinstance(slug, str) and _SAFE_SLUG.match(slug):
         return slug
-    return _slugify(str(entry.get("id", "env")))
+    return env_slug(str(entry.get("id", "env")))
 
 
 # --------------------------------------------------------------------------- #
 # reading
 # --------------------------------------------------------------------------- #
-def _read_json(path: Path) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise RunFolderError(f"{path}: corrupt JSON (not UTF-8 text: {e.reason})") from None
-    except OSError as e:
-        raise RunFolderError(f"{path}: cannot read ({e.strerror or e})") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise RunFolderError(
-            f"{path}: corrupt JSON (line {e.lineno} column {e.colno}: {e.msg})") from None
-
-
-def _read_yaml(path: Path) -> Any:
-    import yaml
-
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise RunFolderError(f"{path}: corrupt YAML (not UTF-8 text: {e.reason})") from None
-    except OSError as e:
-        raise RunFolderError(f"{path}: cannot read ({e.strerror or e})") from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        where = ""
-        mark = getattr(e, "problem_mark", None)
-        if mark is not None:
-            where = f"line {mark.line + 1} column {mark.column + 1}: "
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise RunFolderError(f"{path}: corrupt YAML ({where}{problem})") from None
-
-
 def _read_csv(path: Path) -> tuple[list[str], list[dict[str, float]]]:
     """Header and rows of a metrics CSV, values as floats (NaN where unparsable).
 
@@ -277,24 +213,20 @@ def _column(rows: list[dict[str, float]], x: str, y: str) -> tuple[list[float], 
 
 def _load_eval_snapshots(env_dir: Path) -> tuple[list[dict], list[str]]:
     """Eval snapshots sorted by generation, plus notes for unreadable ones."""
-    eval_dir = env_dir / "eval"
     snaps: list[dict] = []
     notes: list[str] = []
-    if not eval_dir.is_dir():
-        return snaps, notes
-    for p in sorted(eval_dir.iterdir()):
-        m = _EVAL_NAME.match(p.name)
-        if not m or not p.is_file():
+    for index, p in EnvFolder(env_dir).snapshots():
+        if not p.is_file():
             continue
         try:
-            data = _read_json(p)
+            data = read_json(p)
         except RunFolderError as e:
             notes.append(f"skipped `eval/{p.name}`: {str(e).split(': ', 1)[-1]}")
             continue
         if not isinstance(data, dict) or _num(data.get("mean")) is None:
             notes.append(f"skipped `eval/{p.name}`: no numeric mean")
             continue
-        gen = data.get("gen") if _num(data.get("gen")) is not None else int(m.group(1))
+        gen = data.get("gen") if _num(data.get("gen")) is not None else index
         snaps.append({**data, "gen": gen})
     snaps.sort(key=lambda s: float(s["gen"]))
     return snaps, notes
@@ -302,34 +234,22 @@ def _load_eval_snapshots(env_dir: Path) -> tuple[list[dict], list[str]]:
 
 def _is_env_dir(p: Path) -> bool:
     return (p.is_dir() and not p.name.startswith((".", "_")) and p.name != REPORT_DIR
-            and bool(_SAFE_SLUG.match(p.name)) and any((p / m).exists() for m in _ENV_MARKERS))
+            and bool(_SAFE_SLUG.match(p.name)) and EnvFolder(p).looks_trained())
 
 
 def _config_env_info(config: Any, slug: str) -> dict:
-    """Best-effort id/target for ``slug`` from run.yaml's config (structure not fixed)."""
-    found: dict = {}
-
-    def walk(node: Any, key: str | None = None) -> None:
-        if found:
-            return
-        if isinstance(node, dict):
-            env_id = node.get("id") if isinstance(node.get("id"), str) else None
-            if env_id is None and isinstance(node.get("env_id"), str):
-                env_id = node["env_id"]
-            if env_id and (node.get("slug") == slug or _id_matches_slug(env_id, slug)):
-                found.update(id=env_id, target=node.get("target"))
-                return
-            for k, v in node.items():
-                walk(v, str(k))
-        elif isinstance(node, list):
-            for v in node:
-                walk(v, key)
-        elif isinstance(node, str) and key in ("env", "envs", "env_id", "env_ids", "id"):
-            if _id_matches_slug(node, slug):
-                found.update(id=node)
-
-    walk(config)
-    return found
+    """id and target of the env run.yaml's `envs` list names `slug` (aliases and "all" expanded
+    by the trainer's own table; an id is matched by the folder name the trainer gives it)."""
+    names = _get(config, "envs")
+    for name in names if isinstance(names, list) else []:
+        if not isinstance(name, str):
+            continue
+        for part in [p.strip() for p in name.split(",") if p.strip()]:
+            ids = [ALIASES[a] for a in CURRICULUM] if part == "all" else [ALIASES.get(part.lower(), part)]
+            for env_id in ids:
+                if env_slug(env_id) == slug:
+                    return {"id": env_id, "target": TARGETS.get(env_id)}
+    return {}
 
 
 def _derive_entry(env_dir: Path, config: Any) -> dict:
@@ -344,7 +264,7 @@ def _derive_entry(env_dir: Path, config: Any) -> dict:
         "generations": None, "early_stopped": False, "early_stop_reason": None,
         "env_steps": None, "wall_s": {},
     }
-    metrics = env_dir / "metrics.csv"
+    metrics = EnvFolder(env_dir).metrics()
     if metrics.is_file():
         try:
             _, rows = _read_csv(metrics)
@@ -394,14 +314,14 @@ def load_run(run_dir: str | Path) -> dict:
 
     run = None
     if run_path.is_file():
-        run = _read_yaml(run_path)
+        run = read_yaml(run_path)
         if run is not None and not isinstance(run, dict):
             raise RunFolderError(f"{run_path}: expected a mapping with config/command/versions")
 
     version = updated = None
     envs: list[dict] = []
     if results_path.is_file():
-        data = _read_json(results_path)
+        data = read_json(results_path)
         if not isinstance(data, dict) or not isinstance(data.get("envs", []), list):
             raise RunFolderError(f"{results_path}: expected an object with an \"envs\" list")
         version, updated = data.get("version"), data.get("updated")
@@ -416,7 +336,7 @@ def load_run(run_dir: str | Path) -> dict:
             e.setdefault("id", e.get("slug"))
             slug = e.get("slug")
             if slug is None:
-                e["slug"] = _slugify(str(e["id"]))
+                e["slug"] = env_slug(str(e["id"]))
             elif not isinstance(slug, str) or not _SAFE_SLUG.match(slug):
                 raise RunFolderError(f"{results_path}: envs[{i}] has an unsafe slug {slug!r}")
             envs.append(e)
@@ -603,26 +523,6 @@ def _csv_text(results: dict) -> str:
 # --------------------------------------------------------------------------- #
 # writing
 # --------------------------------------------------------------------------- #
-def _atomic_write(path: Path, data: bytes | str) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same folder + ``os.replace``."""
-    if isinstance(data, str):
-        data = data.encode("utf-8")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def _new_figure(width: float, height: float):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -640,7 +540,7 @@ def _png_bytes(fig) -> bytes:
 
 
 def _fitness_png(entry: dict, env_dir: Path, notes: list[str]) -> bytes | None:
-    metrics = env_dir / "metrics.csv"
+    metrics = EnvFolder(env_dir).metrics()
     snaps, snap_notes = _load_eval_snapshots(env_dir)
     notes.extend(snap_notes)
     if not snaps:
@@ -694,9 +594,9 @@ def _fitness_png(entry: dict, env_dir: Path, notes: list[str]) -> bytes | None:
 
 def _losses_png(entry: dict, env_dir: Path, notes: list[str]) -> bytes | None:
     panels = []
-    for fname, title, comps in (("vae_metrics.csv", "VAE", ("recon", "kl")),
-                                ("mdnrnn_metrics.csv", "MDN-RNN", ("gmm", "reward", "done"))):
-        path = env_dir / fname
+    for stage, title, comps in (("vae", "VAE", ("recon", "kl")), ("mdnrnn", "MDN-RNN", ("gmm", "reward", "done"))):
+        path = EnvFolder(env_dir).metrics(stage)
+        fname = path.name
         if not path.is_file():
             notes.append(f"no `{fname}`: no {title} loss plot")
             continue
@@ -760,7 +660,7 @@ def _as_images(a: Any) -> Any:
 def _recon_png(entry: dict, env_dir: Path, notes: list[str]) -> bytes | None:
     import numpy as np
 
-    path = env_dir / "vae_samples.npz"
+    path = EnvFolder(env_dir).vae_samples
     if not path.is_file():
         notes.append("no `vae_samples.npz`: no reconstruction grid")
         return None
@@ -923,7 +823,7 @@ def write_report(run_dir: str | Path) -> str:
     files["report.md"] = _markdown(run, sections)
     try:
         for name, data in files.items():
-            _atomic_write(out_dir / name, data)
+            atomic_write_bytes(out_dir / name, data.encode("utf-8") if isinstance(data, str) else data)
         for name in stale:
             p = out_dir / name
             if p.is_file():

@@ -1,10 +1,17 @@
-"""The run folder's lock: one trainer per folder, and no trainer on a folder others read from.
+"""The run folder: its layout, its manifest and results, and its lock. Every path is named here.
 
-A trainer holds an exclusive flock on <out>/wm-train.lock for its whole run; the kernel drops it
-when the process ends, even by kill -9, so a crashed run never blocks its own resume. The file
-names the holder (pid, host, start time, command) so that a refused second trainer can say who
-holds the folder. flock does not reach across hosts on every network file system, so a lock file
-that names another host is refused too, unless the user says that trainer is gone
+    <run>/run.yaml                  config, command and versions of the run (RunFolder.run_yaml)
+    <run>/curriculum_results.json   one entry per env, rewritten as each env goes on (.results)
+    <run>/wm-train.lock             the trainer's lock (RunLock)
+    <run>/report/                   wm-report's output
+    <run>/<slug>/                   one env (EnvFolder): manifest.json, data/, vae.pt, encoded/,
+                                    mdnrnn.pt, controller/state.pkl, metrics CSVs, eval/, best.pt
+
+The lock: a trainer holds an exclusive flock on <out>/wm-train.lock for its whole run; the kernel
+drops it when the process ends, even by kill -9, so a crashed run never blocks its own resume.
+The file names the holder (pid, host, start time, command) so that a refused second trainer can
+say who holds the folder. flock does not reach across hosts on every network file system, so a
+lock file that names another host is refused too, unless the user says that trainer is gone
 (--break-lock); a run that ends normally empties the file, so only a crashed run leaves a name.
 A run that reads another folder (--from SRC) holds a shared lock on SRC's file: SRC cannot be
 trained on meanwhile, and a SRC that is being trained is refused. Nothing is written into SRC.
@@ -20,8 +27,131 @@ import time
 from pathlib import Path
 
 from .errors import RunFolderError
+from .fileio import read_json, read_yaml, write_json
+from .names import slug
 
+RUN_YAML = "run.yaml"
+RESULTS = "curriculum_results.json"
 LOCK_NAME = "wm-train.lock"
+REPORT_DIR = "report"
+RESULTS_VERSION = 1
+
+# Files of an env folder that --from copies (V, M and what shows them); data/ and encoded/ are linked.
+REUSED_FILES = ("vae.pt", "mdnrnn.pt", "vae_samples.npz", "vae_metrics.csv", "mdnrnn_metrics.csv")
+METRICS_FILES = {"controller": "metrics.csv", "vae": "vae_metrics.csv", "mdnrnn": "mdnrnn_metrics.csv"}
+
+
+class EnvFolder:
+    """<run>/<slug>/: one env's files. Paths only, and the manifest (the stage record)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    manifest = property(lambda self: self.path / "manifest.json")
+    best = property(lambda self: self.path / "best.pt")
+    vae = property(lambda self: self.path / "vae.pt")
+    mdnrnn = property(lambda self: self.path / "mdnrnn.pt")
+    vae_samples = property(lambda self: self.path / "vae_samples.npz")
+    controller_state = property(lambda self: self.path / "controller" / "state.pkl")
+    data = property(lambda self: self.path / "data")
+    encoded = property(lambda self: self.path / "encoded")
+    eval_dir = property(lambda self: self.path / "eval")
+
+    def weights(self, stage: str) -> Path:
+        """vae.pt or mdnrnn.pt: the stage's trained model."""
+        return self.path / f"{stage}.pt"
+
+    def stage_state(self, stage: str) -> Path:
+        """vae_state.pt / mdnrnn_state.pt: the epoch checkpoint a killed stage resumes from."""
+        return self.path / f"{stage}_state.pt"
+
+    def metrics(self, stage: str = "controller") -> Path:
+        return self.path / METRICS_FILES[stage]
+
+    def rollouts(self, round_: int) -> Path:
+        return self.data / f"round{round_}"
+
+    def rollout_files(self) -> list[Path]:
+        return sorted(self.data.glob("round*/ep_*.npz"))
+
+    def encodings(self, round_: int) -> Path:
+        return self.encoded / f"round{round_}"
+
+    def snapshot(self, gen: int) -> Path:
+        """eval/gen_NNNN.json: the evaluation snapshot of a generation."""
+        return self.eval_dir / f"gen_{gen:04d}.json"
+
+    def snapshots(self) -> list[tuple[int, Path]]:
+        out = []
+        for path in self.eval_dir.glob("gen_*.json"):
+            stem = path.stem.split("_", 1)[1]
+            if stem.isdigit():
+                out.append((int(stem), path))
+        return sorted(out)
+
+    def pick(self, round_: int) -> Path:
+        """eval/pick_roundN.json: the finalists of a round's pick and which one best.pt holds."""
+        return self.eval_dir / f"pick_round{round_}.json"
+
+    def generations(self) -> int:
+        """Rows in metrics.csv: the controller generations trained so far."""
+        path = self.metrics()
+        return max(0, len(path.read_text().strip().splitlines()) - 1) if path.exists() else 0
+
+    def read_manifest(self) -> dict:
+        data = read_json(self.manifest) if self.manifest.exists() else {}
+        data.setdefault("records", [])
+        data.setdefault("wall_s", {})
+        return data
+
+    def write_manifest(self, data: dict) -> None:
+        write_json(self.manifest, data)
+
+    def looks_trained(self) -> bool:
+        """Whether any file a trainer writes is here (a folder wm-report should show)."""
+        return any(p.exists() for p in (self.manifest, self.metrics(), self.eval_dir, self.metrics("vae"),
+                                        self.metrics("mdnrnn"), self.vae_samples, self.best))
+
+    def has_records(self) -> bool:
+        return self.manifest.exists() and bool(read_json(self.manifest).get("records"))
+
+
+class RunFolder:
+    """<run>/: run.yaml, curriculum_results.json, the lock, and an EnvFolder per env."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    run_yaml = property(lambda self: self.path / RUN_YAML)
+    results = property(lambda self: self.path / RESULTS)
+    lock = property(lambda self: self.path / LOCK_NAME)
+    report_dir = property(lambda self: self.path / REPORT_DIR)
+    tensorboard = property(lambda self: self.path / "tensorboard")
+
+    def env(self, env_id: str) -> EnvFolder:
+        return EnvFolder(self.path / slug(env_id))
+
+    def env_by_slug(self, name: str) -> EnvFolder:
+        return EnvFolder(self.path / name)
+
+    def read_config(self) -> dict:
+        """The config recorded in run.yaml."""
+        return read_yaml(self.run_yaml)["config"]
+
+    def read_results(self) -> dict:
+        return read_json(self.results) if self.results.exists() else {"version": RESULTS_VERSION, "envs": []}
+
+    def update_results(self, entry: dict, order: list[str]) -> None:
+        """Replace entry's env in curriculum_results.json, envs sorted by `order` (their ids)."""
+        from datetime import datetime, timezone
+
+        data = self.read_results()
+        envs = [e for e in data["envs"] if e["id"] != entry["id"]]
+        envs.append(entry)
+        rank = {env_id: i for i, env_id in enumerate(order)}
+        envs.sort(key=lambda e: rank.get(e["id"], len(rank)))
+        data.update(envs=envs, updated=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        write_json(self.results, data)
 
 
 def _holder(fd: int) -> dict:

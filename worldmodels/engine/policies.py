@@ -1,9 +1,9 @@
 """Batched policies for the lane engine: the world-model agent, the exploring policy, a recorder."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch

@@ -24,7 +24,6 @@ import numpy as np
 
 from ..envs import FRAME, EnvSpec, make_env, preprocess
 
-
 SPIN_ENV = "WM_SPIN_US"
 
 

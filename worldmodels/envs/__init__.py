@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import sys
 from dataclasses import asdict, dataclass, field
 
@@ -15,11 +14,8 @@ import gymnasium as gym
 import numpy as np
 
 from ..errors import ConfigError
+from ..names import ALIASES, CURRICULUM, SLUGS, TARGETS, slug  # noqa: F401 - re-exported
 
-ALIASES = {"pong": "ALE/Pong-v5", "breakout": "ALE/Breakout-v5", "carracing": "CarRacing-v3"}
-CURRICULUM = ("pong", "breakout", "carracing")
-TARGETS = {"ALE/Pong-v5": 18.0, "ALE/Breakout-v5": 50.0, "CarRacing-v3": 800.0}
-SLUGS = {v: k for k, v in ALIASES.items()}
 FRAME = 64
 
 # Crop boxes (top, bottom, left, right) that keep the playfield and drop score bars / HUD.
@@ -47,13 +43,6 @@ def register_all() -> None:
     if register_carracing is not None:
         register_carracing()
     _registered = True
-
-
-def slug(env_id: str) -> str:
-    """pong / breakout / carracing, or the id made file-safe."""
-    if env_id in SLUGS:
-        return SLUGS[env_id]
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", env_id).strip("_").lower()
 
 
 def resolve_env_ids(names: list[str]) -> list[str]:
@@ -96,7 +85,7 @@ class EnvSpec:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "EnvSpec":
+    def from_dict(cls, data: dict) -> EnvSpec:
         data = dict(data)
         if data.get("crop") is not None:
             data["crop"] = tuple(int(v) for v in data["crop"])

@@ -2,48 +2,7 @@
 the curriculum loop calls the hooks between reports and stops the generator when asked."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
-
-
-@dataclass
-class StepReport:
-    stage: str
-    index: int
-    """Epoch, generation or chunk number (0-based) that just finished."""
-    metrics: dict[str, Any] = field(default_factory=dict)
-    """Numbers hooks share: one row of the stage's CSV, plus what hooks add."""
-    state: Any = None
-    """Resume state after this step (written by CheckpointWriter to state_path)."""
-    state_path: Path | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-    """Objects a hook may need (e.g. the generation's best parameters); never written as is."""
-    total: int | None = None
-    """How many steps the stage will take at most (for progress bars)."""
-
-
-def seed_torch(*key: int) -> None:
-    """Seed torch from the run seed and a stage key: torch's own default seed is random."""
-    import numpy as np
-    import torch
-
-    torch.manual_seed(int(np.random.default_rng(list(key)).integers(2**31)))
-
-
-def resume_training(ctx, model, optimizer, stage: str, what: str) -> int:
-    """The first epoch to train: continue this round from <stage>_state.pt, or (a later round)
-    fine-tune from the previous round's <stage>.pt, or start at 0."""
-    from ..checkpoint import load_torch, load_torch_state
-
-    state = load_torch_state(ctx.env_dir / f"{stage}_state.pt", f"{what} state", ctx.log)
-    if state is not None and state["round"] == ctx.round:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        return state["epoch"] + 1
-    if ctx.round > 0 and (ctx.env_dir / f"{stage}.pt").exists():
-        model.load_state_dict(load_torch(ctx.env_dir / f"{stage}.pt", f"{what} weights")["state_dict"])
-    return 0
+from .base import StepReport, resume_training, seed_torch
 
 
 def stage_runners():
@@ -51,3 +10,6 @@ def stage_runners():
 
     return {"collect": collect.run, "vae": vae.run, "encode": encode.run, "mdnrnn": mdnrnn.run,
             "controller": controller.run}
+
+
+__all__ = ["StepReport", "resume_training", "seed_torch", "stage_runners"]

@@ -10,11 +10,7 @@ from ..agent import TRAIN_SEED_END, Agent
 from ..checkpoint import load_bundle
 from ..engine.policies import ExplorePolicy, Recorder
 from ..engine.rollout import Episode, LaneEngine
-from . import StepReport
-
-
-def data_dir(ctx, round_: int):
-    return ctx.env_dir / "data" / f"round{round_}"
+from .base import StepReport
 
 
 def rollout_length(path) -> int:
@@ -28,7 +24,7 @@ def _seeds(cfg, round_: int, stream: int, n: int) -> np.ndarray:
 
 def run(ctx):
     cfg = ctx.cfg
-    out = data_dir(ctx, ctx.round)
+    out = ctx.files.rollouts(ctx.round)
     n = cfg.collect.rollouts
     cap = 10 * n  # min_frames tops up with at most 9 x rollouts more
     seeds = _seeds(cfg, ctx.round, 101, n)
@@ -66,7 +62,7 @@ def run(ctx):
         return
     ctx.progress(n if len(on_disk) < n else len(on_disk) + len(todo), len(on_disk))
     lanes = min(cfg.controller.slots, len(todo))
-    best = ctx.env_dir / "best.pt"
+    best = ctx.files.best
     if ctx.round == 0 or not best.exists():
         inner = ExplorePolicy(ctx.spec, lanes, cfg.collect.policy)
     else:  # best.pt carries the V and M its controller was trained with, whatever round that was
@@ -88,12 +84,14 @@ def run(ctx):
             while todo:
                 for start in range(0, len(todo), chunk):
                     batch = todo[start:start + chunk]
-                    results = engine.run(batch, recorder, on_result=lambda r: count(batch[r.index].tag, r.length),
+                    results = engine.run(batch, recorder,
+                                         on_result=lambda r, batch=batch: count(batch[r.index].tag, r.length),
                                          keep_going=lambda: not ctx.out_of_budget(),
                                          abort=ctx.interrupted)
                     recorder.flush()  # the chunk's rollouts are on disk before its report
+                    mean_return = float(np.mean([r.ret for r in results] or [0]))
                     yield StepReport("collect", index, {"rollouts": len(on_disk), "env_steps": ctx.env_steps,
-                                                         "mean_return": float(np.mean([r.ret for r in results] or [0]))},
+                                                         "mean_return": mean_return},
                                      total=n)
                     index += 1
                     if ctx.out_of_budget() or ctx.interrupted():

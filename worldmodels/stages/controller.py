@@ -12,7 +12,6 @@ import time
 
 import cma
 import numpy as np
-
 import torch
 
 from ..agent import TRAIN_SEED_END
@@ -20,8 +19,7 @@ from ..engine.dream import done_threshold_for, dream_returns
 from ..engine.rollout import Episode, LaneEngine
 from ..errors import UserError
 from ..models.controller import history_features
-from . import StepReport
-from .encode import encoded_dir
+from .base import StepReport
 from .vae import spread
 
 
@@ -69,12 +67,13 @@ def dream_starts(ctx) -> tuple[torch.Tensor, bool]:
     cached = getattr(ctx, "_dream_starts", None)
     if cached is None or cached[0] != ctx.round:  # each round encodes its own data
         firsts, ends = [], False
-        for path in sorted(encoded_dir(ctx).glob("*.npz")):
+        for path in sorted(ctx.files.encodings(ctx.round).glob("*.npz")):
             with np.load(path) as data:
                 firsts.append(data["mu"][:1].astype(np.float32))
                 ends = ends or bool(np.any(data["terminated"]))
         if not firsts:
-            raise UserError(f"dream training needs encoded rollouts in {encoded_dir(ctx)}; run the encode stage")
+            raise UserError(f"dream training needs encoded rollouts in {ctx.files.encodings(ctx.round)}; "
+                            "run the encode stage")
         cached = ctx._dream_starts = (ctx.round, torch.as_tensor(np.concatenate(firsts)), ends)
         if not ends:
             ctx.log("controller: no collected rollout ended, so M's done head never saw an end; "
@@ -86,9 +85,10 @@ def dream_starts(ctx) -> tuple[torch.Tensor, bool]:
 def feature_stats(ctx, agent, max_rollouts: int = 64) -> tuple[np.ndarray, np.ndarray]:
     """Mean and std of C's inputs over the collected data: z = V's mu of each frame, h = M's
     state along each rollout before that frame, dz and earlier actions (as the policy sees them)."""
-    files = sorted(encoded_dir(ctx).glob("*.npz"))
+    files = sorted(ctx.files.encodings(ctx.round).glob("*.npz"))
     if not files:
-        raise UserError(f"controller.normalize needs encoded rollouts in {encoded_dir(ctx)}; run the encode stage")
+        raise UserError(f"controller.normalize needs encoded rollouts in {ctx.files.encodings(ctx.round)}; "
+                        "run the encode stage")
     device = next(agent.mdnrnn.parameters()).device
     feats = []
     for i in spread(len(files), max_rollouts):
@@ -189,8 +189,10 @@ def run(ctx):
                 state["norm"] = (ctx.round, *norm)
             ctx.tick(1)
             yield StepReport("controller", gen, metrics, state=state,
-                             state_path=ctx.env_dir / "controller" / "state.pkl",
-                             extra={"best_params": solutions[best], "mean_params": controller_params(np.asarray(es.mean).reshape(1, -1), agent.controller, norm)[0]},
+                             state_path=ctx.files.controller_state,
+                             extra={"best_params": solutions[best],
+                                    "mean_params": controller_params(np.asarray(es.mean).reshape(1, -1),
+                                                                     agent.controller, norm)[0]},
                              total=last_gen)
             gen += 1
             if ctx.interrupted():

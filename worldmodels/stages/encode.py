@@ -8,16 +8,11 @@ from ..checkpoint import load_torch, save_npz
 from ..errors import UserError
 from ..models.controller import action_to_model_input
 from ..models.vae import ConvVAE, frames_to_tensor
-from . import StepReport
-from .vae import rollout_files
-
-
-def encoded_dir(ctx):
-    return ctx.env_dir / "encoded" / f"round{ctx.round}"
+from .base import StepReport
 
 
 def load_vae(ctx) -> ConvVAE:
-    path = ctx.env_dir / "vae.pt"
+    path = ctx.files.vae
     if not path.exists():
         raise UserError(f"stage {ctx.stage} needs a trained V ({path}); run the vae stage first")
     data = load_torch(path, "VAE weights")
@@ -28,11 +23,11 @@ def load_vae(ctx) -> ConvVAE:
 
 @torch.no_grad()
 def run(ctx):
-    files = rollout_files(ctx.env_dir)
+    files = ctx.files.rollout_files()
     if not files:
-        raise UserError(f"stage encode needs collected rollouts in {ctx.env_dir / 'data'}; run collect first")
+        raise UserError(f"stage encode needs collected rollouts in {ctx.files.data}; run collect first")
     vae = load_vae(ctx)
-    out = encoded_dir(ctx)
+    out = ctx.files.encodings(ctx.round)
     ctx.progress(len(files))
     for index, path in enumerate(files):
         target = out / f"{path.parent.name}_{path.name}"

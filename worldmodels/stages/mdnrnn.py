@@ -10,14 +10,14 @@ from torch.nn import functional as F
 from ..checkpoint import save_torch
 from ..errors import UserError
 from ..models.mdnrnn import MDNRNN, gmm_nll
-from . import StepReport, resume_training, seed_torch
-from .encode import encoded_dir
+from .base import StepReport, resume_training, seed_torch
 
 
 def load_encoded(ctx) -> list[dict]:
-    files = sorted(encoded_dir(ctx).glob("*.npz"))
+    files = sorted(ctx.files.encodings(ctx.round).glob("*.npz"))
     if not files:
-        raise UserError(f"stage mdnrnn needs encoded rollouts in {encoded_dir(ctx)}; run the encode stage first")
+        raise UserError(f"stage mdnrnn needs encoded rollouts in {ctx.files.encodings(ctx.round)}; "
+                        "run the encode stage first")
     out = []
     for path in files:
         with np.load(path) as data:
@@ -74,7 +74,7 @@ def run(ctx):
     seed_torch(ctx.cfg.seed, ctx.round, 303)  # the initial weights
     model = MDNRNN(z_dim, a_dim, cfg.hidden, cfg.gaussians).to(ctx.device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    state_path = ctx.env_dir / "mdnrnn_state.pt"
+    state_path = ctx.files.stage_state("mdnrnn")
     start = resume_training(ctx, model, opt, "mdnrnn", "MDN-RNN")
     total_steps = sum(len(r["rewards"]) for r in rollouts)
     batches = max(1, math.ceil(total_steps / (cfg.seq_len * cfg.batch_size)))
@@ -105,6 +105,6 @@ def run(ctx):
         if ctx.out_of_budget() or ctx.interrupted():
             break
     saw_ends = any(bool(np.any(r["terminated"])) for r in rollouts)  # can M's done head mean anything
-    save_torch(ctx.env_dir / "mdnrnn.pt", {"z_dim": z_dim, "action_dim": a_dim, "hidden": cfg.hidden,
+    save_torch(ctx.files.mdnrnn, {"z_dim": z_dim, "action_dim": a_dim, "hidden": cfg.hidden,
                                            "gaussians": cfg.gaussians, "saw_ends": saw_ends,
                                            "state_dict": {k: v.cpu() for k, v in model.state_dict().items()}})

@@ -11,11 +11,7 @@ import torch
 from ..checkpoint import save_npz, save_torch
 from ..errors import UserError
 from ..models.vae import ConvVAE, frames_to_tensor, motion_weights, object_weights, vae_loss
-from . import StepReport, resume_training, seed_torch
-
-
-def rollout_files(env_dir: Path) -> list[Path]:
-    return sorted((env_dir / "data").glob("round*/ep_*.npz"))
+from .base import StepReport, resume_training, seed_torch
 
 
 def load_obs(path: Path) -> np.ndarray:
@@ -72,15 +68,15 @@ def median_frame(files: list[Path], n_files: int = 64, per_file: int = 32) -> np
 
 def run(ctx):
     cfg = ctx.cfg.vae
-    files = rollout_files(ctx.env_dir)
+    files = ctx.files.rollout_files()
     if not files:
-        raise UserError(f"stage vae needs collected rollouts in {ctx.env_dir / 'data'}; "
+        raise UserError(f"stage vae needs collected rollouts in {ctx.files.data}; "
                         "run the collect stage first (or use --from RUN_DIR)")
     epochs = cfg.finetune_epochs if ctx.round > 0 and cfg.finetune_epochs >= 0 else cfg.epochs
     seed_torch(ctx.cfg.seed, ctx.round, 202)  # the initial weights
     vae = ConvVAE(cfg.z_dim).to(ctx.device)
     opt = torch.optim.Adam(vae.parameters(), lr=cfg.lr)
-    state_path = ctx.env_dir / "vae_state.pt"
+    state_path = ctx.files.stage_state("vae")
     start = resume_training(ctx, vae, opt, "vae", "VAE")
     batches_per_epoch = math.ceil(count_frames(files) / cfg.batch_size)
     background = None
@@ -130,16 +126,16 @@ def run(ctx):
         if ctx.out_of_budget() or ctx.interrupted():
             break
     vae.eval()
-    save_torch(ctx.env_dir / "vae.pt", {"z_dim": cfg.z_dim, "state_dict": {k: v.cpu() for k, v in
+    save_torch(ctx.files.vae, {"z_dim": cfg.z_dim, "state_dict": {k: v.cpu() for k, v in
                                                                           vae.state_dict().items()}})
-    write_samples(ctx.env_dir, vae, files, ctx.device)
+    write_samples(ctx.files.vae_samples, vae, files, ctx.device)
 
 
 @torch.no_grad()
-def write_samples(env_dir: Path, vae: ConvVAE, files: list[Path], device, n: int = 16) -> None:
+def write_samples(path: Path, vae: ConvVAE, files: list[Path], device, n: int = 16) -> None:
     """A few frames beside their reconstructions, for the report's grid."""
     obs = load_obs(files[0])
     frames = obs[np.linspace(0, len(obs) - 1, min(n, len(obs))).astype(int)]
     mu, _ = vae.encode(frames_to_tensor(frames, device))
     recon = (vae.decode(mu).clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
-    save_npz(env_dir / "vae_samples.npz", frames=frames, recon=recon)
+    save_npz(path, frames=frames, recon=recon)

@@ -1,9 +1,5 @@
-"""Hooks: behaviour added to the curriculum loop as plain objects.
-
-Every method is a no-op by default. Hooks run in list order (eval before early stopping and
-checkpointing), stop work by calling ctx.stop() (never by a return value), share numbers
-through report.metrics, and keep their state in state_dict() so it survives a resume.
-"""
+"""The built-in hooks: progress, evaluation snapshots and the finalist pick, early stopping,
+the checkpoint writer and the artifact writer (metrics CSVs, eval files, results, report)."""
 from __future__ import annotations
 
 import logging
@@ -13,37 +9,21 @@ from pathlib import Path
 
 import numpy as np
 
-from .agent import CONFIRM_SEED_START, PICK_SEED_START, SNAPSHOT_SEED_START, Agent
-from .checkpoint import (load_bundle, read_csv_rows, read_json, save_state, save_torch, save_torch_state,
-                         write_csv_rows, write_json)
+from ..agent import CONFIRM_SEED_START, PICK_SEED_START, SNAPSHOT_SEED_START, Agent
+from ..checkpoint import load_bundle, save_state, save_torch, save_torch_state
+from ..fileio import read_csv_rows, read_json, write_csv_rows, write_json
+from .base import Hook
 
 log = logging.getLogger("worldmodels")
 
+# Each stage's CSV columns and its step column (the file's name is the run folder's: EnvFolder.metrics).
 CSV_FIELDS = {
-    "controller": ("metrics.csv", ["gen", "mode", "best_fitness", "mean_fitness", "std_fitness", "sigma", "rel_step",
+    "controller": (["gen", "mode", "best_fitness", "mean_fitness", "std_fitness", "sigma", "rel_step",
                                    "env_steps", "dream_steps", "steps_per_s", "wall_s"], "gen"),
     # V and M restart their epochs every round: the round column tells the rounds' rows apart.
-    "vae": ("vae_metrics.csv", ["round", "epoch", "loss", "recon", "kl"], "epoch"),
-    "mdnrnn": ("mdnrnn_metrics.csv", ["round", "epoch", "loss", "gmm", "reward", "done"], "epoch"),
+    "vae": (["round", "epoch", "loss", "recon", "kl"], "epoch"),
+    "mdnrnn": (["round", "epoch", "loss", "gmm", "reward", "done"], "epoch"),
 }
-
-
-class Hook:
-    name = "hook"
-
-    def on_run_start(self, run) -> None: ...
-    def on_env_start(self, ctx) -> None: ...
-    def on_stage_start(self, ctx, stage: str) -> None: ...
-    def on_step_end(self, ctx, stage: str, report) -> None: ...
-    def on_stage_end(self, ctx, stage: str) -> None: ...
-    def on_env_end(self, ctx) -> None: ...
-    def on_run_end(self, run) -> None: ...
-    def on_exception(self, ctx, exc: BaseException) -> None: ...
-
-    def state_dict(self) -> dict:
-        return {}
-
-    def load_state_dict(self, state: dict) -> None: ...
 
 
 class LogProgress:
@@ -92,8 +72,9 @@ class ProgressBar(Hook):
     def on_step_end(self, ctx, stage, report):
         m = report.metrics
         if stage == "controller":
-            line = (f"{ctx.spec.slug} gen {m['gen']:4d} {m.get('mode', 'real'):5s}  best {m['best_fitness']:9.2f}  mean {m['mean_fitness']:9.2f}"
-                    f"  sigma {m['sigma']:.4f}  steps/s {m['steps_per_s']:8.0f}  env steps {m['env_steps']}")
+            line = (f"{ctx.spec.slug} gen {m['gen']:4d} {m.get('mode', 'real'):5s}  best {m['best_fitness']:9.2f}"
+                    f"  mean {m['mean_fitness']:9.2f}  sigma {m['sigma']:.4f}  steps/s {m['steps_per_s']:8.0f}"
+                    f"  env steps {m['env_steps']}")
             if "eval" in m:
                 line += f"  | eval {m['eval']['mean']:.2f} ± {m['eval']['std']:.2f}"
             ctx.log(line)
@@ -110,7 +91,7 @@ class ProgressBar(Hook):
 def save_best(ctx, params, snapshot: dict, gen: int) -> None:
     """best.pt: this round's V and M with `params` as C, and the eval that chose it."""
     bundle = ctx.load_agent().bundle(params, {"snapshot": snapshot, "final": None}, ctx.provenance(gen=gen))
-    save_torch(ctx.env_dir / "best.pt", bundle)
+    save_torch(ctx.files.best, bundle)
     ctx.final_eval = None  # it scored the best.pt this one replaces
 
 
@@ -191,7 +172,7 @@ class EvalSnapshot(Hook):
     def finalists_of(self, ctx) -> list[dict]:
         """best.pt (with its own V and M, whatever round it came from), this round's other top
         snapshots and this round's CMA-ES mean; the same controller is listed once."""
-        best = ctx.env_dir / "best.pt"
+        best = ctx.files.best
         if not best.exists():
             return []
         bundle = load_bundle(best)
@@ -214,11 +195,11 @@ class EvalSnapshot(Hook):
         if (self.finalists < 1 or self.pick_episodes < 1 or (self.solved and self.stop_at_target)
                 or ctx.interrupted()):
             return
-        path = ctx.env_dir / "eval" / f"pick_round{ctx.round}.json"
+        path = ctx.files.pick(ctx.round)
         last_gen = None if self.center is None else self.center["gen"]
-        if path.exists() and read_json(path).get("last_gen") == last_gen and (ctx.env_dir / "best.pt").exists():
+        if path.exists() and read_json(path).get("last_gen") == last_gen and ctx.files.best.exists():
             # done for this round's generations (a rerun of a finished run): best.pt holds the pick
-            bundle = load_bundle(ctx.env_dir / "best.pt")
+            bundle = load_bundle(ctx.files.best)
             self.best = bundle["eval"]["snapshot"]
             self.best_params = [float(v) for v in bundle["controller"]["params"]]
             ctx.best_eval, ctx.best_params = self.best, np.asarray(self.best_params)
@@ -246,9 +227,9 @@ class EvalSnapshot(Hook):
         if won > 0:  # best.pt holds V and M of the round its controller was trained in
             save_best(ctx, f["params"], self.best, f["gen"])
         else:
-            bundle = load_bundle(ctx.env_dir / "best.pt")
+            bundle = load_bundle(ctx.files.best)
             bundle["eval"]["snapshot"] = dict(bundle["eval"].get("snapshot") or {}, **self.best)
-            save_torch(ctx.env_dir / "best.pt", bundle)
+            save_torch(ctx.files.best, bundle)
         write_json(path, {
             "round": ctx.round, "last_gen": last_gen, "episodes": self.pick_episodes, "seed_start": PICK_SEED_START,
             "renderer": r.get("renderer", "official"), "kept": f["label"], "wall_s": time.perf_counter() - start,
@@ -311,7 +292,8 @@ class EarlyStopping(Hook):
         return {"best": float(self.best), "best_gen": self.best_gen, "wait": self.wait, "reason": self.reason}
 
     def load_state_dict(self, state):
-        self.best, self.best_gen, self.wait, self.reason = state["best"], state["best_gen"], state["wait"], state["reason"]
+        self.best, self.best_gen = state["best"], state["best_gen"]
+        self.wait, self.reason = state["wait"], state["reason"]
 
 
 class CheckpointWriter(Hook):
@@ -343,16 +325,16 @@ class ArtifactWriter(Hook):
     def on_stage_start(self, ctx, stage):
         if stage not in CSV_FIELDS:
             return
-        filename, fields, key = CSV_FIELDS[stage]
-        path = ctx.env_dir / filename
+        fields, key = CSV_FIELDS[stage]
+        path = ctx.files.metrics(stage)
         # Rows beyond the checkpoint were written by a run killed after it; they are redone.
         keep_upto = ctx.resume_index(stage)
         rows = [r for r in read_csv_rows(path)
                 if int(r[key]) <= keep_upto or (stage != "controller" and int(r.get("round") or 0) < ctx.round)]
         write_csv_rows(path, fields, rows)
         if stage == "controller":
-            for snap in (ctx.env_dir / "eval").glob("gen_*.json"):
-                if int(snap.stem.split("_")[1]) > keep_upto:
+            for gen, snap in ctx.files.snapshots():
+                if gen > keep_upto:
                     snap.unlink()
             saved = (ctx.resume_state or {}).get("metrics")
             if saved is not None and not any(int(r[key]) == keep_upto for r in rows):
@@ -364,14 +346,14 @@ class ArtifactWriter(Hook):
 
     @staticmethod
     def write_step(ctx, stage: str, index: int, metrics: dict) -> None:
-        filename, fields, _ = CSV_FIELDS[stage]
-        path = ctx.env_dir / filename
+        fields, _ = CSV_FIELDS[stage]
+        path = ctx.files.metrics(stage)
         rows = read_csv_rows(path)
         rows.append({k: metrics.get(k, ctx.round if k == "round" else None) for k in fields})
         write_csv_rows(path, fields, rows)
         if "eval" in metrics:
             ev = metrics["eval"]
-            write_json(ctx.env_dir / "eval" / f"gen_{index:04d}.json", {
+            write_json(ctx.files.snapshot(index), {
                 "gen": index, "mean": ev["mean"], "std": ev["std"], "min": ev["min"], "max": ev["max"],
                 "scores": ev["scores"], "episodes": ev["episodes"], "seed_start": ev["seed_start"],
                 "renderer": ev.get("renderer", "official"),
@@ -392,24 +374,8 @@ class ArtifactWriter(Hook):
 def write_report_safely(run_dir: Path) -> None:
     """The report is a by-product of training: a plotting problem must never end a run."""
     try:
-        from .report import write_report
+        from ..report import write_report
 
         write_report(run_dir)
     except Exception as exc:  # noqa: BLE001
         log.warning("could not write the report (%s); run wm-report %s later", exc, run_dir)
-
-
-def default_hooks(cfg) -> list[Hook]:
-    hooks: list[Hook] = [EvalSnapshot(cfg.eval_every, cfg.eval.episodes, cfg.eval.confirm_episodes,
-                                      cfg.eval.renderer, cfg.eval.finalists, cfg.eval.pick_episodes,
-                                      cfg.eval.stop_at_target),
-                         EarlyStopping(cfg.patience), CheckpointWriter(), ArtifactWriter()]
-    if cfg.tensorboard:
-        from .tensorboard import TensorBoardLogger
-
-        hooks.append(TensorBoardLogger())
-    if cfg.live:
-        from .live import LiveView
-
-        hooks.append(LiveView())
-    return hooks + [ProgressBar()]

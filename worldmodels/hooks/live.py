@@ -19,7 +19,8 @@ import sys
 import time
 from pathlib import Path
 
-from .hooks import Hook
+from ..runfolder import EnvFolder
+from .base import Hook
 
 log = logging.getLogger("worldmodels")
 
@@ -55,7 +56,7 @@ class LiveView(Hook):
             if self.display_check is not None:
                 ok = self.display_check()
             else:
-                from .play import display_available
+                from ..play import display_available
 
                 ok = display_available()
         except Exception:  # noqa: BLE001
@@ -200,7 +201,7 @@ class BestWatcher:
 
     def changed(self, env_dir: Path | None) -> bool:
         """True when a different agent should be shown than the one loaded now."""
-        path = env_dir / "best.pt" if env_dir is not None else None
+        path = EnvFolder(env_dir).best if env_dir is not None else None
         if path != self.path:
             return True
         now = time.monotonic()
@@ -219,10 +220,10 @@ class BestWatcher:
 
     def load(self, env_dir: Path | None) -> bool:
         """(Re)load; False when there is no usable best.pt yet."""
-        from .agent import Agent
-        from .checkpoint import load_bundle
+        from ..agent import Agent
+        from ..checkpoint import load_bundle
 
-        self.path = env_dir / "best.pt" if env_dir is not None else None
+        self.path = EnvFolder(env_dir).best if env_dir is not None else None
         self.checked = time.monotonic()
         self.key = self._stat(self.path)
         self.agent = None
@@ -270,9 +271,8 @@ def _child_loop(queue, parent_pid: int, fps: float) -> None:
     import numpy as np
     import torch
 
-    from .envs import make_env
-    from .play import (Window, action_meanings, compose, decode_image, describe_action, message_frame,
-                       run_episode)
+    from ..envs import make_env
+    from ..play import Window, action_meanings, compose, decode_image, describe_action, message_frame, run_episode
 
     torch.set_num_threads(1)
     inbox = Inbox(queue, parent_pid)
@@ -304,7 +304,7 @@ def _child_loop(queue, parent_pid: int, fps: float) -> None:
             episode += 1
             quit_ = []
 
-            def on_step(s, agent=agent, episode=episode) -> bool:
+            def on_step(s, agent=agent, episode=episode, meanings=meanings, quit_=quit_) -> bool:
                 inbox.poll()
                 if best.changed(inbox.env_dir):
                     return False  # a new best agent (or a new env): start over with it

@@ -11,8 +11,9 @@ import logging
 import math
 from pathlib import Path
 
-from .errors import UserError
-from .hooks import Hook
+from ..errors import UserError
+from ..runfolder import RunFolder
+from .base import Hook
 
 log = logging.getLogger("worldmodels")
 
@@ -43,7 +44,7 @@ class TensorBoardLogger(Hook):
         self.failed = False
 
     def log_dir(self, ctx) -> Path:
-        return Path(ctx.run_dir) / "tensorboard" / ctx.spec.slug
+        return RunFolder(ctx.run_dir).tensorboard / ctx.spec.slug
 
     def on_env_start(self, ctx) -> None:
         self.close()

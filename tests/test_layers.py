@@ -1,0 +1,87 @@
+"""The package's import graph has no cycle (module-level and function-level imports alike), and
+the low layers stay low: the run folder, files and names import no torch, no env and no stage."""
+import ast
+from pathlib import Path
+
+import worldmodels
+
+ROOT = Path(worldmodels.__file__).parent
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph() -> dict[str, set[str]]:
+    modules = {module_name(p): p for p in ROOT.rglob("*.py")}
+    graph: dict[str, set[str]] = {m: set() for m in modules}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets = []
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    up = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join(up + ([base] if base else []))
+                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names]
+            for target in targets:
+                while target and target not in modules:  # worldmodels.x.y -> the module that defines it
+                    target = target.rpartition(".")[0]
+                if target.startswith("worldmodels") and target != name:
+                    graph[name].add(target)
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                return stack[stack.index(nxt):] + [nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (found := visit(node)):
+            return found
+    return None
+
+
+def reachable(graph, start: str) -> set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        for nxt in graph[todo.pop()]:
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return seen
+
+
+def test_no_import_cycle():
+    graph = import_graph()
+    assert "worldmodels.hooks.live" in graph["worldmodels.hooks"]  # the graph sees lazy imports
+    assert find_cycle(graph) is None
+
+
+def test_a_cycle_is_found():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+
+
+def test_low_layers_stay_low():
+    graph = import_graph()
+    for low in ("worldmodels.runfolder", "worldmodels.fileio", "worldmodels.names", "worldmodels.errors"):
+        assert reachable(graph, low) <= {"worldmodels.errors", "worldmodels.fileio", "worldmodels.names"}, low
+    # nothing below the loop imports the loop
+    assert not any("worldmodels.curriculum" in reachable(graph, m) for m in graph
+                   if m.startswith(("worldmodels.hooks", "worldmodels.stages", "worldmodels.engine")))

@@ -1,0 +1,39 @@
+"""Hooks: the behaviour the curriculum loop calls between stage steps (see base.Hook).
+
+builtin: progress, evaluation snapshots and the pick, early stopping, checkpoints, artifacts.
+live (wm-train --live) and tensorboard (--tensorboard) are imported only when switched on.
+Nothing in this package imports the curriculum: the loop passes each hook what it needs.
+"""
+from __future__ import annotations
+
+from .base import Hook
+from .builtin import (
+    CSV_FIELDS,
+    ArtifactWriter,
+    CheckpointWriter,
+    EarlyStopping,
+    EvalSnapshot,
+    ProgressBar,
+    save_best,
+    write_report_safely,
+)
+
+
+def default_hooks(cfg) -> list[Hook]:
+    hooks: list[Hook] = [EvalSnapshot(cfg.eval_every, cfg.eval.episodes, cfg.eval.confirm_episodes,
+                                      cfg.eval.renderer, cfg.eval.finalists, cfg.eval.pick_episodes,
+                                      cfg.eval.stop_at_target),
+                         EarlyStopping(cfg.patience), CheckpointWriter(), ArtifactWriter()]
+    if cfg.tensorboard:
+        from .tensorboard import TensorBoardLogger
+
+        hooks.append(TensorBoardLogger())
+    if cfg.live:
+        from .live import LiveView
+
+        hooks.append(LiveView())
+    return hooks + [ProgressBar()]
+
+
+__all__ = ["Hook", "ArtifactWriter", "CheckpointWriter", "EarlyStopping", "EvalSnapshot", "ProgressBar",
+           "CSV_FIELDS", "default_hooks", "save_best", "write_report_safely"]
