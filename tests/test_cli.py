@@ -114,3 +114,25 @@ def test_the_entry_points_parse_their_arguments_before_importing_torch():
             "print('torch imported' if 'torch' in sys.modules else 'no torch')\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "no torch", out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("tool", ["wm-train", "wm-report", "wm-play"])
+def test_version(cli, tool):
+    from worldmodels import __version__
+
+    proc = cli(tool, "--version", check=0)
+    assert proc.stdout.strip() == f"{tool} {__version__}"
+
+
+def test_print_config_shows_the_resolved_config_and_writes_nothing(cli, tmp_path):
+    import yaml
+
+    out = tmp_path / "run"
+    proc = cli("wm-train", "--config", "quick", "--set", "controller.max_rewards=5", "--max-gens", "7",
+               "--envs", "pong", "--out", out, "--print-config", check=0)
+    cfg = yaml.safe_load(proc.stdout)
+    assert cfg["max_gens"] == 7 and cfg["envs"] == ["pong"] and cfg["controller"]["max_rewards"] == 5
+    assert cfg["controller"]["slots"] == 64 and cfg["time_budget"] == 105  # from quick
+    assert not out.exists()
+    bad = cli("wm-train", "--set", "controller.max_rewards=-1", "--print-config")
+    assert bad.returncode == 2 and "controller.max_rewards" in bad.stderr

@@ -12,7 +12,13 @@ from .errors import UserError
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """argparse errors as one line on stderr and exit status 2 (no usage dump)."""
+    """argparse errors as one line on stderr and exit status 2 (no usage dump); --version."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        from . import __version__
+
+        self.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
 
     def error(self, message: str):
         print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
@@ -85,6 +91,8 @@ def train_parser() -> argparse.ArgumentParser:
                    help="resume from a run folder whose state files another user or machine signed "
                         "(reading them can run code they hold: only for folders you trust)")
     p.add_argument("--json", action="store_true", help="print curriculum_results.json as one line at the end")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the resolved config (recipe, --config files, --set and flags) as YAML and exit")
     return p
 
 
@@ -105,6 +113,13 @@ def train_main(argv: list[str] | None = None) -> int:
             "tensorboard": args.tensorboard,
         }.items() if v is not None}
         cfg = build_config(args.config, args.set, flags)
+        if args.print_config:
+            import yaml
+
+            from .config import to_dict
+
+            print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
+            return 0
         if args.from_dir and not Path(args.from_dir).is_dir():
             raise UserError(f"--from {args.from_dir}: no such run folder")
         if args.trust_run:
