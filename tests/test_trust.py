@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from worldmodels.checkpoint import STATE_MAGIC, UntrustedState, load_state, save_state
+from worldmodels.checkpoint import STATE_MAGIC, UntrustedState, check_state, load_state, save_state
 
 
 class Payload:
@@ -41,6 +41,19 @@ def test_a_state_this_users_key_did_not_sign_runs_nothing(tmp_path, key):
     path.write_bytes(crafted(marker, key))
     with pytest.raises(UntrustedState, match="--trust-run"):
         load_state(path)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("key", [None, b"another user's key, 32 bytes ..."])
+def test_check_state_refuses_without_unpickling(tmp_path, key):
+    marker, path = tmp_path / "ran", tmp_path / "state.pkl"
+    check_state(path)  # no state: nothing to refuse
+    path.write_bytes(crafted(marker, key))
+    with pytest.raises(UntrustedState, match="--trust-run"):
+        check_state(path)
+    check_state(path, trust=True)
+    save_state(path.with_name("state.pkl.prev"), {"gen": 4})
+    check_state(path)  # a signed previous state: the resume falls back to it
     assert not marker.exists()
 
 
@@ -81,8 +94,10 @@ def test_a_crafted_state_in_a_run_folder_is_refused_on_resume(tmp_path, cli):
     state = out / "pong" / "controller" / "state.pkl"
     for f in (state, state.with_name("state.pkl.prev")):
         f.write_bytes(crafted(marker))
+    run_yaml = (out / "run.yaml").read_bytes()
     proc = cli("wm-train", *args, "--max-gens", "3", "--out", out, check=2)
     assert not marker.exists()
+    assert (out / "run.yaml").read_bytes() == run_yaml  # refused before anything was written
     assert "Traceback" not in proc.stderr and "--trust-run" in proc.stderr.strip().splitlines()[-1]
 
 

@@ -141,6 +141,26 @@ def _read_state(path: Path, trust: bool = False) -> dict:
     return pickle.loads(payload)  # noqa: S301 - signed with this user's key, or adopted with --trust-run
 
 
+def _signed(path: Path) -> bool:
+    head, _, payload = path.read_bytes().partition(b"\n")
+    return head.startswith(STATE_MAGIC) and hmac.compare_digest(head[len(STATE_MAGIC):], _mac(payload))
+
+
+def check_state(path: str | Path, trust: bool = False) -> None:
+    """Before a resume writes anything: UntrustedState (load_state's message) when a state file
+    is there and neither it nor its .prev is signed with this user's key. Unpickles nothing."""
+    path = Path(path)
+    found = [c for c in (path, path.with_name(path.name + ".prev")) if c.exists()]
+    if trust or not found:
+        return
+    try:
+        if any(_signed(c) for c in found):
+            return
+    except OSError:
+        return  # unreadable: load_state reports it where it falls back
+    load_state(path)  # raises the UntrustedState that says what to do
+
+
 def load_state(path: str | Path, log=None, trust: bool = False) -> dict | None:
     """The newest state this user signed; a bad newest file falls back to the previous one.
     None when there is none. No signed state but an unsigned or foreign one: UntrustedState

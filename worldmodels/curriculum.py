@@ -15,7 +15,7 @@ import yaml
 
 from . import __version__
 from .agent import FINAL_SEED_START, Agent, eval_lanes, evaluate, resolve_device
-from .checkpoint import load_bundle, load_state, load_torch, load_torch_state, save_torch
+from .checkpoint import check_state, load_bundle, load_state, load_torch, load_torch_state, save_torch
 from .config import STAGES, TrainConfig, changed_training_keys, effective, env_config, to_dict
 from .engine.backends import make_backend
 from .engine.rollout import LaneEngine
@@ -311,6 +311,9 @@ class Run:
                     shutil.rmtree(child)
                 else:
                     child.unlink()
+        if not restart:  # a foreign resume state is refused before this run writes anything
+            for env_id in self.env_ids:
+                check_state(self.folder.env(env_id).controller_state, self.trust)
         atomic_write_text(run_yaml, yaml.safe_dump({"config": to_dict(self.cfg), "command": self.command,
                                                     "versions": self.versions}, sort_keys=False))
 
