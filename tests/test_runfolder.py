@@ -65,3 +65,35 @@ def test_an_unlisted_env_folder_takes_id_and_target_from_run_yaml(tmp_path):
     RunFolder(tmp_path).env("ALE/Breakout-v5").metrics().write_text("gen,env_steps\n0,10\n")
     (entry,) = load_run(tmp_path)["envs"]
     assert entry["id"] == "ALE/Breakout-v5" and entry["target"] == 50.0 and entry["generations"] == 1
+
+
+def test_trainer_paths_are_what_wm_train_wrote(tmp_path):
+    run = RunFolder(tmp_path)
+    run.run_yaml.write_text("config: {}\n")
+    run.results.write_text("{}")
+    (tmp_path / ".run.yaml.abc.tmp").write_text("")
+    run.report_dir.mkdir()
+    run.env("ALE/Pong-v5").path.mkdir()
+    run.env("ALE/Pong-v5").manifest.write_text("{}")
+    (tmp_path / "notes.txt").write_text("mine")
+    (tmp_path / "plots").mkdir()
+    assert [p.name for p in run.trainer_paths()] == [".run.yaml.abc.tmp", "curriculum_results.json", "pong",
+                                                    "report", "run.yaml"]
+
+
+def test_restart_removes_the_run_and_keeps_the_users_files(tmp_path):
+    from worldmodels.config import build_config
+    from worldmodels.curriculum import Run
+
+    cfg = build_config(["smoke"], [], {"envs": ["pong"], "workers": 1})
+    out = RunFolder(tmp_path / "run")
+    out.path.mkdir()
+    out.run_yaml.write_text(yaml.safe_dump({"config": {"envs": ["pong"]}}))
+    out.env("ALE/Pong-v5").path.mkdir()
+    out.env("ALE/Pong-v5").best.write_bytes(b"old agent")
+    (out.path / "notes.txt").write_text("mine")
+    logs = []
+    Run(cfg, out.path, ["test"], restart=True, log_fn=logs.append).close()
+    assert not out.env("ALE/Pong-v5").path.exists() and (out.path / "notes.txt").read_text() == "mine"
+    assert yaml.safe_load(out.run_yaml.read_text())["config"]["seed"] == cfg.seed
+    assert any("kept what wm-train did not write: notes.txt" in m for m in logs)

@@ -304,13 +304,14 @@ class Run:
         self.lock.acquire(self.command)  # before anything of the run is removed or written
         if run_yaml.exists() and restart:
             self.log(f"--restart: removing the earlier run in {out}")
-            for child in out.iterdir():
-                if child.name == LOCK_NAME:
-                    continue
+            for child in self.folder.trainer_paths():
                 if child.is_dir() and not child.is_symlink():
                     shutil.rmtree(child)
                 else:
                     child.unlink()
+            kept = sorted(p.name for p in out.iterdir() if p.name != LOCK_NAME)
+            if kept:
+                self.log(f"--restart: kept what wm-train did not write: {', '.join(kept)}")
         if not restart:  # a foreign resume state is refused before this run writes anything
             for env_id in self.env_ids:
                 check_state(self.folder.env(env_id).controller_state, self.trust)

@@ -110,7 +110,7 @@ class EnvFolder:
     def looks_trained(self) -> bool:
         """Whether any file a trainer writes is here (a folder wm-report should show)."""
         return any(p.exists() for p in (self.manifest, self.metrics(), self.eval_dir, self.metrics("vae"),
-                                        self.metrics("mdnrnn"), self.vae_samples, self.best))
+                                        self.metrics("mdnrnn"), self.vae_samples, self.best, self.data))
 
     def has_records(self) -> bool:
         return self.manifest.exists() and bool(read_json(self.manifest).get("records"))
@@ -133,6 +133,19 @@ class RunFolder:
 
     def env_by_slug(self, name: str) -> EnvFolder:
         return EnvFolder(self.path / name)
+
+    def trainer_paths(self) -> list[Path]:
+        """What wm-train wrote here (what --restart removes): run.yaml, the results, the report
+        and TensorBoard folders, env folders, and temp files of an interrupted write. A user's own
+        files in the folder are not among them; the lock file is kept for the lock's holder."""
+        own = {RUN_YAML, RESULTS, REPORT_DIR, "tensorboard"}
+        out = []
+        for child in self.path.iterdir():
+            if child.name in own or (child.name.startswith(".") and child.name.endswith(".tmp")):
+                out.append(child)
+            elif child.is_dir() and not child.is_symlink() and EnvFolder(child).looks_trained():
+                out.append(child)
+        return sorted(out)
 
     def read_config(self) -> dict:
         """The config recorded in run.yaml."""
