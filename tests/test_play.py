@@ -485,3 +485,21 @@ def test_tensorboard_writes_scalars(tmp_path):
     assert scalars["eval/mean"] == [(0, -19.0), (2, -17.0)]
     assert scalars["vae/loss"] == [(0, 3.0), (1, 2.0)]
     assert [v for _, v in scalars["mdnrnn/loss"]] == [1.5]
+
+
+def test_play_finds_the_agent_without_env_in_a_file_an_env_folder_or_a_run_folder(tmp_path, cli):
+    from worldmodels.play import play
+
+    run = tmp_path / "run"
+    (run / "pong").mkdir(parents=True)
+    make_pong_bundle(run / "pong" / "best.pt")
+    for ckpt, env in ((run / "pong" / "best.pt", None), (run / "pong", None), (run, None), (run, "pong")):
+        result = play(env=env, ckpt=str(ckpt), episodes=1, headless=True, max_steps=20)
+        assert result["env"] == "ALE/Pong-v5" and result["episodes"] == 1, ckpt
+    (run / "breakout").mkdir()
+    (run / "breakout" / "best.pt").write_bytes((run / "pong" / "best.pt").read_bytes())
+    proc = cli("wm-play", "--ckpt", run, "--headless")
+    assert proc.returncode == 2 and "best.pt files for breakout, pong; choose one with --env" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    proc = cli("wm-play", "--ckpt", run, "--env", "carracing", "--headless")
+    assert proc.returncode == 2 and "no best.pt for CarRacing-v3" in proc.stderr

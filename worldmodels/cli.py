@@ -167,8 +167,9 @@ def play_main(argv: list[str] | None = None) -> int:
     from .seeds import FINAL_SEED_START
 
     p = OneLineParser(prog="wm-play", description="Watch, record or score a trained agent on the official env.")
-    p.add_argument("--env", required=True, help="pong, breakout, carracing or a Gymnasium id")
-    p.add_argument("--ckpt", required=True, help="an agent bundle (best.pt)")
+    p.add_argument("--env", help="pong, breakout, carracing or a Gymnasium id (default: the one best.pt "
+                   "was trained on; picks the env when --ckpt is a run folder)")
+    p.add_argument("--ckpt", required=True, help="an agent bundle (best.pt), an env folder or a run folder")
     p.add_argument("--episodes", type=_positive_int, default=1)
     p.add_argument("--seed", type=_positive_int, default=FINAL_SEED_START,
                    help=f"episode i uses seed S+i (default {FINAL_SEED_START})")

@@ -29,6 +29,7 @@ from .errors import CheckpointError, UserError
 from .models.controller import InputState
 from .models.mdnrnn import sample_z
 from .models.vae import frames_to_tensor
+from .runfolder import EnvFolder, RunFolder
 
 WINDOW = "worldmodels"
 CANVAS_H = 480  # composed frame: 480 high, at least 640 wide (the window at least 600 x 400)
@@ -79,14 +80,36 @@ def prepare_gui() -> None:
         os.environ.setdefault("XDG_RUNTIME_DIR", env["XDG_RUNTIME_DIR"])
 
 
-def load_agent_for(env: str, ckpt: str, device) -> tuple[Agent, np.ndarray]:
-    env_id = resolve_env_ids([env])[0]
-    if not Path(ckpt).exists():
+def find_ckpt(ckpt: str | Path, env_id: str | None) -> Path:
+    """--ckpt as given: a best.pt, an env folder of a run, or a run folder (then --env picks the
+    env; without it, the run's only env with a best.pt)."""
+    path = Path(ckpt)
+    if not path.is_dir():
+        return path
+    if EnvFolder(path).best.exists():
+        return EnvFolder(path).best
+    if env_id is not None:
+        best = RunFolder(path).env(env_id).best
+        if not best.exists():
+            raise CheckpointError(f"{path} holds no best.pt for {env_id} ({best} missing)")
+        return best
+    found = sorted(c.name for c in path.iterdir() if c.is_dir() and EnvFolder(c).best.exists())
+    if len(found) != 1:
+        what = f"best.pt files for {', '.join(found)}; choose one with --env" if found else "no best.pt"
+        raise CheckpointError(f"{path} holds {what}")
+    return RunFolder(path).env_by_slug(found[0]).best
+
+
+def load_agent_for(env: str | None, ckpt: str, device) -> tuple[Agent, np.ndarray]:
+    """The agent of --ckpt; --env (optional: best.pt names its env) must be the one it was trained on."""
+    env_id = resolve_env_ids([env])[0] if env else None
+    path = find_ckpt(ckpt, env_id)
+    if not path.exists():
         raise CheckpointError(f"checkpoint not found: {ckpt}; pass the best.pt of a wm-train run "
-                              "(e.g. checkpoints/carracing/best.pt)")
-    bundle = load_bundle(ckpt)
-    if bundle["env"]["id"] != env_id:
-        raise CheckpointError(f"{ckpt} is an agent for {bundle['env']['id']}, not {env_id}")
+                              "(e.g. checkpoints/carracing/best.pt) or its run folder")
+    bundle = load_bundle(path)
+    if env_id is not None and bundle["env"]["id"] != env_id:
+        raise CheckpointError(f"{path} is an agent for {bundle['env']['id']}, not {env_id}")
     agent, params = Agent.from_bundle(bundle)
     return agent.to(device), params
 
@@ -419,7 +442,7 @@ def play_dream(agent: Agent, params: np.ndarray, episodes: int, seed: int, devic
 
 
 # -- wm-play -------------------------------------------------------------------------------------
-def play(env: str, ckpt: str, episodes: int = 1, seed: int = 0, headless: bool = False,
+def play(env: str | None, ckpt: str, episodes: int = 1, seed: int = 0, headless: bool = False,
          record: str | None = None, fps: float = 60.0, max_steps: int = 0, device: str = "auto",
          dream: bool = False, temperature: float = DEFAULT_TEMPERATURE) -> dict:
     """wm-play. A window only when not headless and a display answers (else one notice on
