@@ -2,7 +2,8 @@
 
 Every step: C acts on its inputs ([z, h], plus dz and earlier actions where asked) with its
 candidate's weights (batched matmuls), M advances h, and the next z is sampled from M's mixture
-at temperature tau; M's reward head gives the reward and its done head ends episodes. No environment is touched.
+at temperature tau; M's reward head gives the reward and its done head ends episodes. No
+environment is touched.
 """
 from __future__ import annotations
 
