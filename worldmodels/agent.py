@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,6 +12,7 @@ from .checkpoint import BUNDLE_FORMAT, BUNDLE_VERSION
 from .engine.policies import WorldModelPolicy
 from .engine.rollout import Episode, LaneEngine
 from .envs import EnvSpec
+from .errors import Interrupted
 from .models.controller import Controller, ControllerInputs
 from .models.mdnrnn import MDNRNN
 from .models.vae import ConvVAE
@@ -108,10 +110,12 @@ def eval_lanes(episodes: int) -> int:
 
 
 def evaluate(agent: Agent, params: np.ndarray, episodes: int, seed_start: int, device,
-             workers: int = 0, max_steps: int = 0, engine: LaneEngine | None = None) -> dict:
+             workers: int = 0, max_steps: int = 0, engine: LaneEngine | None = None,
+             abort: Callable[[], bool] | None = None) -> dict:
     """Mean/std of the return over `episodes` episodes with seeds seed_start + i, official env.
 
     `engine` (official renderer, eval_lanes(episodes) lanes) may be passed to reuse workers.
+    `abort` is asked every step; when it says yes the episodes are dropped and Interrupted raised.
     """
     start = time.perf_counter()
     lanes = eval_lanes(episodes)
@@ -121,11 +125,13 @@ def evaluate(agent: Agent, params: np.ndarray, episodes: int, seed_start: int, d
     assert engine.lanes == lanes, "an evaluation engine must have eval_lanes(episodes) lanes"
     try:
         policy = agent.policy(np.asarray(params).reshape(1, -1), lanes, device)
-        results = engine.run([Episode(seed_start + i) for i in range(episodes)], policy)
+        results = engine.run([Episode(seed_start + i) for i in range(episodes)], policy, abort=abort)
         steps = engine.steps
     finally:
         if own:
             engine.close()
+    if len(results) < episodes:
+        raise Interrupted(f"evaluation stopped after {len(results)} of {episodes} episodes")
     scores = [r.ret for r in results]
     return {
         "mean": float(np.mean(scores)), "std": float(np.std(scores)), "min": float(np.min(scores)),

@@ -5,6 +5,7 @@ import argparse
 import json
 import logging
 import math
+import signal
 import sys
 from pathlib import Path
 
@@ -25,9 +26,16 @@ class OneLineParser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
+def _stop_on_sigterm(signum, frame):
+    raise KeyboardInterrupt  # a scheduler's SIGTERM ends wm-play and wm-report as Ctrl-C does
+
+
 def _run_guarded(fn) -> int:
+    """Run a command: a UserError is one line and exit 2; Ctrl-C or SIGTERM is exit 130 (wm-train
+    installs its own handlers, which finish the step and exit 0)."""
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     prog = Path(sys.argv[0]).name
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
         return fn() or 0
     except UserError as exc:

@@ -20,7 +20,7 @@ from .config import STAGES, TrainConfig, changed_training_keys, effective, env_c
 from .engine.backends import make_backend
 from .engine.rollout import LaneEngine
 from .envs import probe_spec, renderer_used, resolve_env_ids, with_action_repeat
-from .errors import ConfigError, RunFolderError, UserError
+from .errors import ConfigError, Interrupted, RunFolderError, UserError
 from .fileio import atomic_write_text, read_json
 from .hooks import Hook, default_hooks
 from .runfolder import LOCK_NAME, REUSED_FILES, EnvFolder, RunFolder, RunLock
@@ -34,17 +34,24 @@ class Interrupt:
 
     def __init__(self):
         self.flag = False
+        self.previous: dict = {}
 
     def install(self):
         for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, self._handle)
+            self.previous[sig] = signal.signal(sig, self._handle)
+
+    def uninstall(self):
+        """The handlers from before install() (a library call leaves its caller's as it found them)."""
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+        self.previous = {}
 
     def _handle(self, signum, frame):
         if self.flag:
             log.warning("second signal: exiting now; the last checkpoint is intact")
             raise SystemExit(130)
         self.flag = True
-        log.warning("signal %s received: finishing the current step and saving a checkpoint "
+        log.warning("signal %s received: stopping the running episodes; the last checkpoint stands "
                     "(signal again to exit at once)", signal.Signals(signum).name)
 
 
@@ -190,10 +197,11 @@ class EnvContext:
     def evaluate(self, params, episodes: int, seed_start: int, renderer: str = "official",
                  agent: Agent | None = None) -> dict:
         """Seeds seed_start + i, the official env unless told; workers are kept between
-        snapshots of this env. `agent`: V and M other than this round's (those of a best.pt)."""
+        snapshots of this env. `agent`: V and M other than this round's (those of a best.pt).
+        A signal ends it within a step: Interrupted."""
         agent = self.load_agent() if agent is None else agent.to(self.device)
         result = evaluate(agent, params, episodes, seed_start, self.device,
-                          engine=self.eval_engine(episodes, renderer))
+                          engine=self.eval_engine(episodes, renderer), abort=self.interrupted)
         return dict(result, renderer=renderer_used(self.spec, renderer))
 
     def eval_engine(self, episodes: int, renderer: str = "official") -> LaneEngine:
@@ -330,6 +338,7 @@ class Run:
         try:
             return self._run()
         finally:
+            self.interrupt.uninstall()
             self.close()
 
     def _run(self) -> dict:
@@ -388,6 +397,9 @@ class Run:
                     ctx.write_results()
                     return
         self._final_eval(ctx)
+        if self.interrupt.flag:
+            ctx.write_results()
+            return
         if ctx.stop_reason is None and ctx.prior_stop[0] is not None:  # this invocation trained nothing new
             ctx.stop_reason, ctx.early_stopped = ctx.prior_stop
         if ctx.status != "solved":
@@ -419,6 +431,8 @@ class Run:
                     ctx.resume_state = report.state
                 if ctx.should_stop:
                     break
+        except Interrupted:
+            pass  # a snapshot or confirmation cut short: this step's checkpoint is not written, a rerun redoes it
         finally:
             gen.close()
         self.call("on_stage_end", ctx, stage)
@@ -446,8 +460,12 @@ class Run:
         self.log(f"{ctx.spec.slug}: final evaluation of best.pt over {episodes} episodes (official env, "
                  f"seeds {FINAL_SEED_START}+)")
         agent, params = Agent.from_bundle(bundle)
-        result = evaluate(agent.to(self.device), params, episodes, FINAL_SEED_START, self.device,
-                          engine=ctx.eval_engine(episodes))
+        try:
+            result = evaluate(agent.to(self.device), params, episodes, FINAL_SEED_START, self.device,
+                              engine=ctx.eval_engine(episodes), abort=ctx.interrupted)
+        except Interrupted:
+            ctx.stage = None
+            return  # no final score: a rerun evaluates best.pt again
         result["gen"], result["source"] = (snapshot or {}).get("gen"), source
         ctx.final_eval = result
         bundle["eval"]["final"] = {k: result[k] for k in ("mean", "std", "episodes", "seed_start")}

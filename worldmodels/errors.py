@@ -15,3 +15,9 @@ class CheckpointError(UserError):
 
 class RunFolderError(UserError):
     """A folder that holds no run, or a run that cannot be resumed as asked."""
+
+
+class Interrupted(Exception):
+    """A signal stopped an evaluation before its episodes ended. Nothing of the phase is kept:
+    the step's checkpoint is not written (or best.pt stands, or no final score is recorded),
+    so a rerun redoes the phase and reaches the uninterrupted result."""

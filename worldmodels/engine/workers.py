@@ -134,7 +134,10 @@ def _frames_from_shared(result: dict, frames: np.ndarray, slot: dict[int, int]) 
 
 def worker_main(conn, spec: dict, lanes: list[int], renderer: str, max_steps: int, shm_name: str) -> None:
     _die_with_parent()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the master decides when to stop
+    # The master decides when to stop: Ctrl-C or a scheduler's SIGTERM to the process group
+    # must not kill workers the master would then replace (it closes them, or they die with it).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
         shm = shared_memory.SharedMemory(name=shm_name)
         frames = np.ndarray((len(lanes), FRAME, FRAME, 3), np.uint8, buffer=shm.buf)

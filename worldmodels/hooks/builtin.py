@@ -11,6 +11,7 @@ import numpy as np
 
 from ..agent import CONFIRM_SEED_START, PICK_SEED_START, SNAPSHOT_SEED_START, Agent
 from ..checkpoint import load_bundle, save_state, save_torch, save_torch_state
+from ..errors import Interrupted
 from ..fileio import read_csv_rows, read_json, write_csv_rows, write_json
 from .base import Hook
 
@@ -212,10 +213,11 @@ class EvalSnapshot(Hook):
                 f"each (seeds {PICK_SEED_START}+)")
         results = []
         for f in found:
-            if ctx.interrupted():
-                return  # best.pt stands as it was
-            r = ctx.evaluate(f["params"], self.pick_episodes, PICK_SEED_START, renderer=self.renderer,
-                             agent=f["agent"])
+            try:
+                r = ctx.evaluate(f["params"], self.pick_episodes, PICK_SEED_START, renderer=self.renderer,
+                                 agent=f["agent"])
+            except Interrupted:
+                return  # best.pt stands as it was; no pick file, so a rerun picks again
             results.append(r)
             ctx.log(f"{ctx.spec.slug}:   {f['label']}: {r['mean']:.2f} ± {r['std']:.2f}")
         won = max(range(len(found)), key=lambda i: (results[i]["mean"], -i))  # a tie keeps the earlier
