@@ -266,7 +266,7 @@ def test_the_pick_scores_finalists_on_their_own_seeds_and_keeps_the_best(tmp_pat
     # a rerun of the finished round (no new generation) does not pick again
     ctx.calls, hook.best = [], {"gen": 0, "mean": 9.0}
     hook.on_stage_end(ctx, "controller")
-    assert ctx.calls == [] and hook.best["source"] == "mean" and int(ctx.best_params[0]) == 4
+    assert ctx.calls == [] and hook.best["source"] == "mean" and int(hook.best_params[0]) == 4
     # the finalists survive a resume; a later round only picks among its own
     again = EvalSnapshot(every=1, episodes=8, confirm_episodes=100, finalists=3, pick_episodes=32)
     again.load_state_dict(json.loads(json.dumps(hook.state_dict())))

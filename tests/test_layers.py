@@ -85,3 +85,17 @@ def test_low_layers_stay_low():
     # nothing below the loop imports the loop
     assert not any("worldmodels.curriculum" in reachable(graph, m) for m in graph
                    if m.startswith(("worldmodels.hooks", "worldmodels.stages", "worldmodels.engine")))
+
+
+def test_only_selection_writes_best_pt():
+    """best.pt has one writer: every save_torch call whose target names best is in selection.py,
+    and selection knows nothing of the loop that calls it (no hooks, no curriculum)."""
+    writers = set()
+    for path in ROOT.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) == "save_torch"
+                    and node.args and "best" in ast.unparse(node.args[0])):
+                writers.add(module_name(path))
+    assert writers == {"worldmodels.selection"}
+    assert not {m for m in reachable(import_graph(), "worldmodels.selection")
+                if m.startswith(("worldmodels.hooks", "worldmodels.curriculum", "worldmodels.stages"))}

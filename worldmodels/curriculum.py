@@ -14,8 +14,8 @@ import numpy as np
 import yaml
 
 from . import __version__
-from .agent import FINAL_SEED_START, Agent, eval_lanes, evaluate, resolve_device
-from .checkpoint import check_state, load_bundle, load_state, load_torch, load_torch_state, save_torch
+from .agent import Agent, eval_lanes, evaluate, resolve_device
+from .checkpoint import check_state, load_state, load_torch, load_torch_state
 from .config import STAGES, TrainConfig, changed_training_keys, effective, env_config, to_dict
 from .engine.backends import make_backend
 from .engine.rollout import LaneEngine
@@ -24,6 +24,7 @@ from .errors import ConfigError, Interrupted, RunFolderError, UserError
 from .fileio import atomic_write_text, read_json
 from .hooks import Hook, default_hooks
 from .runfolder import LOCK_NAME, REUSED_FILES, EnvFolder, RunFolder, RunLock
+from .selection import final_evaluation
 from .stages import stage_runners
 
 log = logging.getLogger("worldmodels")
@@ -87,7 +88,6 @@ class EnvContext:
         self.should_stop, self.stop_reason, self.early_stopped = False, None, False
         self.status = "running"
         self.best_eval: dict | None = None
-        self.best_params: np.ndarray | None = None
         self.resume_state: dict | None = None
         self.final_eval: dict | None = None
         self._bar = None
@@ -414,8 +414,6 @@ class Run:
                 hook.load_state_dict(state["hooks"][hook.name])
         snap = state.get("hooks", {}).get("eval_snapshot", {})
         ctx.best_eval = snap.get("best")
-        if snap.get("best_params") is not None:
-            ctx.best_params = np.asarray(snap["best_params"])
         if state.get("status") == "solved":
             ctx.status = "solved"
 
@@ -443,35 +441,8 @@ class Run:
         ctx.stage = None
 
     def _final_eval(self, ctx: EnvContext) -> None:
-        """best.pt on the official env, unseen seeds: the score that goes into the results."""
-        best = ctx.files.best
-        if not best.exists():
-            return
-        bundle = load_bundle(best)
-        episodes = self.cfg.eval.final_episodes
-        cached = ctx.manifest.get("final_eval")
-        snapshot = bundle["eval"].get("snapshot")
-        source = (snapshot or {}).get("source", "snapshot")  # the same gen's CMA-ES mean is other params
-        if (cached and cached.get("episodes") == episodes and cached.get("gen") == (snapshot or {}).get("gen")
-                and cached.get("source", "snapshot") == source):
-            ctx.final_eval = cached
-            return
         ctx.stage, ctx.stage_t0 = "final_eval", time.perf_counter()
-        self.log(f"{ctx.spec.slug}: final evaluation of best.pt over {episodes} episodes (official env, "
-                 f"seeds {FINAL_SEED_START}+)")
-        agent, params = Agent.from_bundle(bundle)
-        try:
-            result = evaluate(agent.to(self.device), params, episodes, FINAL_SEED_START, self.device,
-                              engine=ctx.eval_engine(episodes), abort=ctx.interrupted)
-        except Interrupted:
-            ctx.stage = None
-            return  # no final score: a rerun evaluates best.pt again
-        result["gen"], result["source"] = (snapshot or {}).get("gen"), source
-        ctx.final_eval = result
-        bundle["eval"]["final"] = {k: result[k] for k in ("mean", "std", "episodes", "seed_start")}
-        save_torch(best, bundle)
-        self.log(f"{ctx.spec.slug}: final score {result['mean']:.2f} ± {result['std']:.2f} "
-                 f"over {result['episodes']} episodes")
+        final_evaluation(ctx, self.cfg.eval.final_episodes, self.device)
         ctx.save_manifest()
         ctx.stage = None
 

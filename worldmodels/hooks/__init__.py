@@ -14,7 +14,6 @@ from .builtin import (
     EarlyStopping,
     EvalSnapshot,
     ProgressBar,
-    save_best,
     write_report_safely,
 )
 
@@ -36,4 +35,4 @@ def default_hooks(cfg) -> list[Hook]:
 
 
 __all__ = ["Hook", "ArtifactWriter", "CheckpointWriter", "EarlyStopping", "EvalSnapshot", "ProgressBar",
-           "CSV_FIELDS", "default_hooks", "save_best", "write_report_safely"]
+           "CSV_FIELDS", "default_hooks", "write_report_safely"]

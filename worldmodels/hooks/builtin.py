@@ -1,5 +1,6 @@
-"""The built-in hooks: progress, evaluation snapshots and the finalist pick, early stopping,
-the checkpoint writer and the artifact writer (metrics CSVs, eval files, results, report)."""
+"""The built-in hooks: progress, evaluation snapshots and the finalist pick (selection.py's, in
+the loop), early stopping, the checkpoint writer and the artifact writer (metrics CSVs, eval
+files, results, report)."""
 from __future__ import annotations
 
 import logging
@@ -9,10 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..agent import CONFIRM_SEED_START, PICK_SEED_START, SNAPSHOT_SEED_START, Agent
-from ..checkpoint import load_bundle, save_state, save_torch, save_torch_state
-from ..errors import Interrupted
-from ..fileio import read_csv_rows, read_json, write_csv_rows, write_json
+from ..checkpoint import save_state, save_torch_state
+from ..fileio import read_csv_rows, write_csv_rows, write_json
+from ..selection import Selection, keep_best
 from .base import Hook
 
 log = logging.getLogger("worldmodels")
@@ -89,166 +89,27 @@ class ProgressBar(Hook):
         ctx.set_progress_bar(None)
 
 
-def save_best(ctx, params, snapshot: dict, gen: int) -> None:
-    """best.pt: this round's V and M with `params` as C, and the eval that chose it."""
-    bundle = ctx.load_agent().bundle(params, {"snapshot": snapshot, "final": None}, ctx.provenance(gen=gen))
-    save_torch(ctx.files.best, bundle)
-    ctx.final_eval = None  # it scored the best.pt this one replaces
-
-
-class EvalSnapshot(Hook):
-    """Every eval_every generations (and at 0 and at the last): evaluate the generation's best
-    candidate on seeds training never uses (CarRacing: on `renderer`, fast by default); keep
-    the best; confirm a target on the official env. At the end of each round's controller
-    stage, pick best.pt again among the finalists (see EvalConfig.finalists)."""
+class EvalSnapshot(Selection, Hook):
+    """Selection (worldmodels/selection.py) in the curriculum's loop: eval snapshots and the
+    target's confirmation after each generation, the finalist pick at the end of each round's
+    controller stage."""
 
     name = "eval_snapshot"
-
-    def __init__(self, every: int, episodes: int, confirm_episodes: int, renderer: str = "official",
-                 finalists: int = 0, pick_episodes: int = 0, stop_at_target: bool = True):
-        self.every, self.episodes, self.confirm_episodes = every, episodes, confirm_episodes
-        self.stop_at_target = stop_at_target
-        self.renderer = renderer
-        self.finalists, self.pick_episodes = finalists, pick_episodes
-        self.reset()
-
-    def reset(self):
-        self.best: dict | None = None
-        self.best_params: list | None = None
-        self.solved = False
-        self.top: list[dict] = []  # this round's best snapshots: {gen, round, mean, params}
-        self.center: dict | None = None  # CMA-ES's mean after the last generation: {gen, round, params}
 
     def on_env_start(self, ctx):
         self.reset()
 
     def on_step_end(self, ctx, stage, report):
-        if stage != "controller":
-            return
-        gen = report.index
-        if "mean_params" in report.extra:
-            self.center = {"gen": gen, "round": ctx.round, "params": report.extra["mean_params"]}
-        if not (gen % self.every == 0 or gen == report.total - 1):
-            return
-        params = report.extra["best_params"]
-        result = ctx.evaluate(params, self.episodes, SNAPSHOT_SEED_START, renderer=self.renderer)
-        self._keep_top({"gen": gen, "round": ctx.round, "mean": result["mean"], "params": params})
-        new_best = self.best is None or result["mean"] > self.best["mean"]
-        if new_best:
-            self.best = {"gen": gen, "mean": result["mean"], "std": result["std"], "episodes": result["episodes"],
-                         "renderer": result.get("renderer", "official")}
-            self.best_params = [float(v) for v in params]
-            report.metrics["new_best"] = True
-        report.metrics["eval"] = dict(result, gen=gen, best_so_far=dict(self.best))
-        ctx.best_eval = self.best
-        ctx.best_params = np.asarray(self.best_params)
-        target = ctx.spec.target
-        if target is not None and new_best and result["mean"] >= target and not self.solved:
-            confirm = ctx.evaluate(params, self.confirm_episodes, CONFIRM_SEED_START, renderer="official")
-            report.metrics["confirm"] = confirm
-            ctx.log(f"{ctx.spec.slug}: snapshot mean {result['mean']:.2f} reached the target {target}; "
-                    f"confirmation over {confirm['episodes']} episodes: {confirm['mean']:.2f} ± {confirm['std']:.2f}")
-            if confirm["mean"] >= target:
-                self.solved = True
-                ctx.status = "solved"
-                if not self.stop_at_target:
-                    ctx.log(f"{ctx.spec.slug}: target {target} confirmed at generation {gen}; training goes on "
-                            f"(eval.stop_at_target: false)")
-        if self.solved and self.stop_at_target:
-            ctx.stop(f"target {target} reached and confirmed")
-
-    def _keep_top(self, entry: dict) -> None:
-        top = [e for e in self.top if e["round"] == entry["round"]] + [entry]
-        self.top = sorted(top, key=lambda e: -e["mean"])[:self.finalists]
+        if stage == "controller":
+            self.snapshot(ctx, report)
 
     def on_stage_start(self, ctx, stage):
-        if stage == "controller" and self.solved and self.stop_at_target:
-            ctx.status = "solved"
-            ctx.stop(f"target {ctx.spec.target} reached and confirmed")
+        if stage == "controller":
+            self.stop_if_solved(ctx)
 
     def on_stage_end(self, ctx, stage):
         if stage == "controller":
             self.pick(ctx)
-
-    def finalists_of(self, ctx) -> list[dict]:
-        """best.pt (with its own V and M, whatever round it came from), this round's other top
-        snapshots and this round's CMA-ES mean; the same controller is listed once."""
-        best = ctx.files.best
-        if not best.exists():
-            return []
-        bundle = load_bundle(best)
-        agent, params = Agent.from_bundle(bundle)
-        snap = bundle["eval"].get("snapshot") or {}
-        found = [{"label": f"best.pt (gen {snap.get('gen')})", "gen": snap.get("gen"),
-                  "source": snap.get("source", "snapshot"), "agent": agent, "params": params}]
-        others = [dict(e, label=f"snapshot gen {e['gen']}", source="snapshot") for e in self.top
-                  if e["round"] == ctx.round]
-        if self.center is not None and self.center["round"] == ctx.round:
-            others.append(dict(self.center, label=f"CMA-ES mean gen {self.center['gen']}", source="mean"))
-        for e in others:
-            p = np.asarray(e["params"], np.float32)
-            if not any(np.array_equal(p, np.asarray(f["params"], np.float32)) for f in found):
-                found.append({"label": e["label"], "gen": e["gen"], "source": e["source"], "agent": None,
-                              "params": p})
-        return found
-
-    def pick(self, ctx) -> None:
-        if (self.finalists < 1 or self.pick_episodes < 1 or (self.solved and self.stop_at_target)
-                or ctx.interrupted()):
-            return
-        path = ctx.files.pick(ctx.round)
-        last_gen = None if self.center is None else self.center["gen"]
-        if path.exists() and read_json(path).get("last_gen") == last_gen and ctx.files.best.exists():
-            # done for this round's generations (a rerun of a finished run): best.pt holds the pick
-            bundle = load_bundle(ctx.files.best)
-            self.best = bundle["eval"]["snapshot"]
-            self.best_params = [float(v) for v in bundle["controller"]["params"]]
-            ctx.best_eval, ctx.best_params = self.best, np.asarray(self.best_params)
-            return
-        found = self.finalists_of(ctx)
-        if len(found) < 2:
-            return
-        start = time.perf_counter()
-        ctx.log(f"{ctx.spec.slug}: picking best.pt among {len(found)} finalists over {self.pick_episodes} episodes "
-                f"each (seeds {PICK_SEED_START}+)")
-        results = []
-        for f in found:
-            try:
-                r = ctx.evaluate(f["params"], self.pick_episodes, PICK_SEED_START, renderer=self.renderer,
-                                 agent=f["agent"])
-            except Interrupted:
-                return  # best.pt stands as it was; no pick file, so a rerun picks again
-            results.append(r)
-            ctx.log(f"{ctx.spec.slug}:   {f['label']}: {r['mean']:.2f} ± {r['std']:.2f}")
-        won = max(range(len(found)), key=lambda i: (results[i]["mean"], -i))  # a tie keeps the earlier
-        f, r = found[won], results[won]
-        self.best = {"gen": f["gen"], "mean": r["mean"], "std": r["std"], "episodes": r["episodes"],
-                     "renderer": r.get("renderer", "official"), "source": f["source"], "picked": True}
-        self.best_params = [float(v) for v in f["params"]]
-        ctx.best_eval, ctx.best_params = self.best, np.asarray(self.best_params)
-        if won > 0:  # best.pt holds V and M of the round its controller was trained in
-            save_best(ctx, f["params"], self.best, f["gen"])
-        else:
-            bundle = load_bundle(ctx.files.best)
-            bundle["eval"]["snapshot"] = dict(bundle["eval"].get("snapshot") or {}, **self.best)
-            save_torch(ctx.files.best, bundle)
-        write_json(path, {
-            "round": ctx.round, "last_gen": last_gen, "episodes": self.pick_episodes, "seed_start": PICK_SEED_START,
-            "renderer": r.get("renderer", "official"), "kept": f["label"], "wall_s": time.perf_counter() - start,
-            "finalists": [{"label": c["label"], "gen": c["gen"], "source": c["source"], "mean": x["mean"],
-                           "std": x["std"], "scores": x.get("scores")} for c, x in zip(found, results)]})
-        ctx.log(f"{ctx.spec.slug}: best.pt is now {f['label']} ({r['mean']:.2f} over {r['episodes']} episodes, "
-                f"{time.perf_counter() - start:.0f} s)")
-
-    def state_dict(self):
-        return {"best": self.best, "best_params": self.best_params, "solved": self.solved,
-                "top": [dict(e, params=[float(v) for v in e["params"]]) for e in self.top],
-                "center": None if self.center is None else dict(self.center,
-                                                                params=[float(v) for v in self.center["params"]])}
-
-    def load_state_dict(self, state):
-        self.best, self.best_params, self.solved = state["best"], state["best_params"], state["solved"]
-        self.top, self.center = state.get("top", []), state.get("center")  # absent before finalists existed
 
 
 class EarlyStopping(Hook):
@@ -299,13 +160,13 @@ class EarlyStopping(Hook):
 
 
 class CheckpointWriter(Hook):
-    """Resume state after every step (before any metrics row is written); best.pt on a new best."""
+    """Resume state after every step (before any metrics row is written); best.pt on a new best
+    (written by selection, after the snapshot and before the state that remembers it)."""
 
     name = "checkpoint"
 
     def on_step_end(self, ctx, stage, report):
-        if report.metrics.get("new_best"):
-            save_best(ctx, report.extra["best_params"], report.metrics["eval"]["best_so_far"], report.index)
+        keep_best(ctx, report)
         if report.state is None:
             return
         if stage == "controller":
