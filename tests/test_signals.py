@@ -162,7 +162,7 @@ def test_sigterm_to_the_process_group_stops_the_trainer_without_replacing_worker
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err[-3000:]
     assert "rerun the same command to resume" in err
-    assert "replacing it" not in err and "failed" not in err
+    assert "env worker" not in err  # no worker was seen to die and replaced
 
 
 @pytest.mark.slow
