@@ -146,9 +146,10 @@ def test_resume_compares_each_envs_own_settings():
     new = to_dict(build_config(["quick"]))
     def env(e):
         return lambda name: name == e
-    assert changed_training_keys(old, new, [env("pong")]) == []  # pong trains as before
-    assert changed_training_keys(old, new, [env("pong"), env("carracing")]) == ["controller.max_steps",
-                                                                             "controller.rollouts"]
+    assert changed_training_keys(old, new, [env("breakout")]) == []  # breakout trains as before
+    assert changed_training_keys(old, new, [env("breakout"), env("carracing")]) == ["controller.max_steps",
+                                                                                 "controller.rollouts"]
+    assert changed_training_keys(old, new, [env("pong")]) == ["controller.max_rewards", "controller.max_steps"]
 
 
 @pytest.mark.parametrize("item, needle", [
