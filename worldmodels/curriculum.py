@@ -442,7 +442,7 @@ class Run:
 
     def _final_eval(self, ctx: EnvContext) -> None:
         ctx.stage, ctx.stage_t0 = "final_eval", time.perf_counter()
-        final_evaluation(ctx, self.cfg.eval.final_episodes, self.device)
+        final_evaluation(ctx, self.cfg.eval.final_episodes)
         ctx.save_manifest()
         ctx.stage = None
 

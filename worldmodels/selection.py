@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from .agent import CONFIRM_SEED_START, FINAL_SEED_START, PICK_SEED_START, SNAPSHOT_SEED_START, Agent, evaluate
+from .agent import CONFIRM_SEED_START, FINAL_SEED_START, PICK_SEED_START, SNAPSHOT_SEED_START, Agent
 from .checkpoint import load_bundle, save_torch
 from .errors import Interrupted
 from .fileio import read_json, write_json
@@ -39,7 +39,7 @@ def keep_best(ctx, report) -> None:
         write_best(ctx, report.extra["best_params"], report.metrics["eval"]["best_so_far"], report.index)
 
 
-def final_evaluation(ctx, episodes: int, device) -> None:
+def final_evaluation(ctx, episodes: int) -> None:
     """best.pt on the official env, unseen seeds: the score that goes into the results. Kept
     (not redone) while best.pt and the episode count are those it scored; a signal leaves no
     score, so a rerun evaluates again."""
@@ -58,8 +58,7 @@ def final_evaluation(ctx, episodes: int, device) -> None:
             f"seeds {FINAL_SEED_START}+)")
     agent, params = Agent.from_bundle(bundle)
     try:
-        result = evaluate(agent.to(device), params, episodes, FINAL_SEED_START, device,
-                          engine=ctx.eval_engine(episodes), abort=ctx.interrupted)
+        result = ctx.evaluate(params, episodes, FINAL_SEED_START, agent=agent)
     except Interrupted:
         return
     result["gen"], result["source"] = snapshot.get("gen"), source
