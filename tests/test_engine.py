@@ -259,3 +259,17 @@ def test_max_rewards_ends_an_episode_at_its_kth_nonzero_reward():
     with LaneEngine(spec, 2, workers=1, max_steps=2000) as engine:
         full = engine.run(episodes, Noop(2))
     assert all(f.length > c.length for f, c in zip(full, capped))  # off: the same games go on
+
+
+def test_stall_steps_end_an_episode_without_rewards_and_charge_the_penalty():
+    spec = probe_spec("ALE/Pong-v5")
+    episodes = [Episode(seed) for seed in (5, 6)]
+    with LaneEngine(spec, 2, workers=1, max_steps=2000, stall_steps=20, stall_penalty=-0.5) as engine:
+        policy = Noop(2)
+        stalled = engine.run(episodes, policy)
+    assert [r.length for r in stalled] == [20, 20]  # no point in Pong's first 20 steps
+    assert [r.ret for r in stalled] == [-0.5, -0.5]  # the penalty is in the return ...
+    assert all(rewards == [0.0] * 20 for rewards in policy.done)  # ... not in what the policy saw
+    with LaneEngine(spec, 2, workers=1, max_steps=300, stall_steps=290) as engine:
+        scored = engine.run(episodes, Noop(2))
+    assert all(r.length == 300 and r.ret < 0 for r in scored)  # points reset the count

@@ -98,6 +98,12 @@ class ControllerConfig:
     """Also end a training episode after this many nonzero rewards (0 = off). Pong pays +-1 per
     point, so with k the fitness is points won minus lost over the first k points; a slice of
     max_steps steps also pays for rallies that only last longer before the point is lost."""
+    stall_steps: int = 0
+    """Also end a training episode when this many env steps pass without a nonzero reward
+    (0 = off), adding stall_penalty to its return: in Pong a rally that never ends is then a cost
+    the fitness sees, not a free draw, and it stops eating the step budget."""
+    stall_penalty: float = 0.0
+    """What a stall (stall_steps) adds to the episode's return; -1 counts it as a lost point."""
     slots: int = 32
     """Episodes run in lockstep (one batch); fixed by the config so results do not depend on workers."""
     groups: int = 2
@@ -438,7 +444,8 @@ RANGES: dict[str, tuple[float, float]] = {
     "mdnrnn.grad_clip": (0, 1e6), "mdnrnn.reward_weight": (0, 1e6), "mdnrnn.done_weight": (0, 1e6),
     "controller.pop_size": (2, 100000), "controller.rollouts": (1, 100000),
     "controller.sigma0": (1e-12, 1e6), "controller.min_rel_step": (0, 1e6),
-    "controller.max_steps": (1, 10**8), "controller.max_rewards": (0, 10**6), "controller.slots": (1, 65536),
+    "controller.max_steps": (1, 10**8), "controller.max_rewards": (0, 10**6),
+    "controller.stall_steps": (0, 10**8), "controller.stall_penalty": (-1e6, 1e6), "controller.slots": (1, 65536),
     "controller.groups": (1, 1024), "controller.prev_actions": (0, 64), "controller.hidden": (0, 4096),
     "dream.gens": (0, 10**7), "dream.rollouts": (1, 100000), "dream.max_steps": (1, 10**8),
     "dream.temperature": (1e-6, 100),

@@ -132,12 +132,14 @@ class LaneEngine:
 
     def __init__(self, spec: EnvSpec, lanes: int, workers: int = 0, renderer: str = "official",
                  max_steps: int = 0, timeout: float = 300.0, backend=None, groups: int = 2,
-                 max_rewards: int = 0):
+                 max_rewards: int = 0, stall_steps: int = 0, stall_penalty: float = 0.0):
         if groups < 1:
             raise ValueError("groups must be >= 1")
         self.spec = spec
         self.lanes = lanes
         self.max_rewards = max_rewards  # > 0: an episode also ends (truncated) at its k-th nonzero reward
+        self.stall_steps = stall_steps  # > 0: ... or after this many env steps without one, which costs
+        self.stall_penalty = stall_penalty  # stall_penalty (added to the return, not seen by the policy)
         backend = backend or LocalBackend(workers)
         n_workers = backend.worker_count(lanes)
         self.lane_worker = lane_placement(lanes, n_workers, groups)
@@ -248,6 +250,7 @@ class LaneEngine:
         returns = np.zeros(self.lanes, np.float64)
         lengths = np.zeros(self.lanes, np.int64)
         paid = np.zeros(self.lanes, np.int64)  # nonzero rewards so far, for max_rewards
+        quiet = np.zeros(self.lanes, np.int64)  # env steps since the last nonzero reward, for stall_steps
         obs = np.zeros((self.lanes, FRAME, FRAME, 3), np.uint8)
         results: dict[int, EpisodeResult] = {}
         resets: dict[int, int] = {}  # lane -> seed, sent with its group's next request
@@ -258,7 +261,7 @@ class LaneEngine:
                 if queue and (keep_going is None or keep_going()):
                     index, episode = queue.popleft()
                     lane_episode[lane] = index
-                    returns[lane], lengths[lane], paid[lane] = 0.0, 0, 0
+                    returns[lane], lengths[lane], paid[lane], quiet[lane] = 0.0, 0, 0, 0
                     resets[lane] = episode.seed
                     self.history[lane] = (episode.seed, [])
                     policy.start(lane, episode)
@@ -297,6 +300,10 @@ class LaneEngine:
                 if self.max_rewards and reward != 0:
                     paid[lane] += 1
                     truncated = truncated or paid[lane] >= self.max_rewards
+                quiet[lane] = 0 if reward != 0 else quiet[lane] + frames
+                if self.stall_steps and quiet[lane] >= self.stall_steps and not (terminated or truncated):
+                    returns[lane] += self.stall_penalty
+                    truncated = True
                 policy.observe(lane, action, answer[0], reward, terminated, truncated)
                 if terminated or truncated:
                     index = lane_episode[lane]
