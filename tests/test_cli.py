@@ -132,7 +132,48 @@ def test_print_config_shows_the_resolved_config_and_writes_nothing(cli, tmp_path
                "--envs", "pong", "--out", out, "--print-config", check=0)
     cfg = yaml.safe_load(proc.stdout)
     assert cfg["max_gens"] == 7 and cfg["envs"] == ["pong"] and cfg["controller"]["max_rewards"] == 5
-    assert cfg["controller"]["slots"] == 64 and cfg["time_budget"] == 105  # from quick
+    assert cfg["controller"]["slots"] == 64 and cfg["env_overrides"]["pong"]["max_env_steps"] == 2_400_000
+    assert proc.stdout.startswith("# recipe: --config quick")
     assert not out.exists()
     bad = cli("wm-train", "--set", "controller.max_rewards=-1", "--print-config")
     assert bad.returncode == 2 and "controller.max_rewards" in bad.stderr
+
+
+def test_with_no_config_the_machines_recipe_is_named_and_used(cli, tmp_path):
+    import torch
+    import yaml
+
+    from worldmodels.config import build_config, to_dict
+
+    name = "gpu" if torch.cuda.is_available() else "laptop"
+    proc = cli("wm-train", "--envs", "pong", "--max-gens", "7", "--out", tmp_path / "run", "--print-config")
+    first = proc.stdout.splitlines()[0]
+    assert first.startswith(f"# recipe: {name} (") and "to choose" in first
+    expected = to_dict(build_config([] if name == "laptop" else ["gpu"], [], {"envs": ["pong"], "max_gens": 7}))
+    assert yaml.safe_load(proc.stdout) == expected
+
+
+def test_a_resume_keeps_the_recipe_its_run_yaml_records(cli, tmp_path):
+    import yaml
+
+    from worldmodels.config import build_config
+    from worldmodels.curriculum import Run
+
+    out = tmp_path / "run"
+    cfg = build_config(["gpu"], [], {"envs": ["pong"], "device": "cpu"})
+    Run(cfg, out, ["wm-train"], recipe={"name": "gpu", "configs": ["gpu"]}).close()  # writes run.yaml
+    assert yaml.safe_load((out / "run.yaml").read_text())["recipe"] == {"name": "gpu", "configs": ["gpu"]}
+    proc = cli("wm-train", "--envs", "pong", "--out", out, "--print-config")
+    assert proc.stdout.startswith(f"# recipe: gpu (recorded in {out / 'run.yaml'})")
+    assert yaml.safe_load(proc.stdout)["controller"]["pop_size"] == 32  # gpu's, on a CPU machine
+    proc = cli("wm-train", "--envs", "pong", "--out", out, "--restart", "--print-config")
+    assert not proc.stdout.startswith("# recipe: gpu")  # --restart starts from the machine's recipe
+
+
+def test_help_groups_the_options_and_lists_the_bundled_configs(cli):
+    out = cli("wm-train", "--help").stdout
+    for group in ("what to train:", "budget:", "hardware:", "output:", "viewing:", "examples:"):
+        assert group in out, group
+    for name in ("laptop", "gpu", "smoke", "paper", "quick", "default"):
+        assert f"\n  {name} " in out, name
+    assert "(default: from the recipe)" in " ".join(out.split())

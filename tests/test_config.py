@@ -12,15 +12,32 @@ from worldmodels.config import (
 from worldmodels.errors import ConfigError
 
 
-def test_defaults_match_the_contract():
+def test_defaults_are_the_laptop_recipe():
     cfg = TrainConfig()
-    assert cfg.envs == ["all"] and cfg.max_gens == 200 and cfg.eval_every == 10 and cfg.patience == 30
-    assert cfg.vae.z_dim == 32 and cfg.mdnrnn.hidden == 256 and cfg.mdnrnn.gaussians == 5
+    assert cfg.envs == ["all"] and cfg.max_gens == 200 and cfg.eval_every == 10 and cfg.patience == 0
+    assert cfg.vae.z_dim == 32 and cfg.mdnrnn.hidden == 128 and cfg.mdnrnn.gaussians == 5
+    assert cfg.action_repeat == 4 and cfg.controller.slots == 64 and cfg.collect.min_frames == 50_000
+    budgets = {name: env_config(cfg, lambda n, name=name: n == name).max_env_steps
+               for name in ("pong", "breakout", "carracing", "ALE/SpaceInvaders-v5")}
+    assert budgets == {"pong": 2_400_000, "breakout": 4_700_000, "carracing": 24_000_000,
+                       "ALE/SpaceInvaders-v5": 5_000_000}
+    # the recipe's names: laptop is the defaults, quick an alias of it, default one of gpu
+    assert to_dict(build_config(["laptop"])) == to_dict(cfg) == to_dict(build_config(["quick"]))
+    assert to_dict(build_config(["default"])) == to_dict(build_config(["gpu"])) != to_dict(cfg)
+
+
+def test_a_config_file_keeps_the_defaults_per_env_settings_it_does_not_set(tmp_path):
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("controller:\n  pop_size: 8\nmax_env_steps: 1000\n")
+    cfg = build_config([str(mine)])
+    pong = env_config(cfg, lambda n: n == "pong")
+    assert pong.controller.max_rewards == 5 and pong.controller.pop_size == 8
+    assert pong.max_env_steps == 1000  # a file's key for every env drops the defaults' per-env value
 
 
 def test_bundled_configs_all_validate():
     names = bundled_configs()
-    assert {"smoke", "quick", "default", "paper"} <= set(names)
+    assert {"smoke", "laptop", "gpu", "quick", "default", "paper"} <= set(names)
     for name in names:
         build_config([name])
 
@@ -85,7 +102,8 @@ def test_env_overrides_merge_and_the_command_line_wins(tmp_path):
                  "    collect.rollouts: 7\n")
     cfg = build_config([str(f)])
     assert cfg.controller.max_steps == 500  # the overrides stay aside until an env asks for them
-    assert cfg.env_overrides == {"carracing": {"controller": {"max_steps": 1000}, "collect": {"rollouts": 7}}}
+    assert cfg.env_overrides["carracing"] == {"controller": {"max_steps": 1000, "rollouts": 8},  # + the defaults'
+                                              "collect": {"rollouts": 7}, "max_env_steps": 24_000_000}
     car = env_config(cfg, lambda name: name == "carracing")
     assert car.controller.max_steps == 1000 and car.collect.rollouts == 7
     assert env_config(cfg, lambda name: name == "pong").controller.max_steps == 500
@@ -174,7 +192,7 @@ def test_out_of_range_values_are_one_config_error(item, needle):
 def test_every_numeric_key_has_a_range():
     from worldmodels.config import RANGES, TrainConfig, flatten
     numeric = {k for k, v in flatten(to_dict(TrainConfig())).items()
-               if isinstance(v, (int, float)) and not isinstance(v, bool)}
+               if isinstance(v, (int, float)) and not isinstance(v, bool) and not k.startswith("env_overrides.")}
     assert numeric <= set(RANGES), sorted(numeric - set(RANGES))
 
 

@@ -32,6 +32,15 @@ def test_smoke_curriculum_writes_every_file_of_the_contract(smoke_run):
     assert [e["id"] for e in results["envs"]] == list(ENVS.values())
     run = yaml.safe_load((out / "run.yaml").read_text())
     assert run["config"]["max_gens"] == 2 and "torch" in run["versions"] and run["command"][0] == "wm-train"
+    assert run["recipe"] == {"name": "smoke", "configs": ["smoke"]}
+    # the banner, then the closing lines, on stderr (the table on stdout, before --json's line)
+    err = proc.stderr
+    assert "| recipe: --config smoke" in err and "envs, in order:" in err
+    assert all(f"{i}. {env_id}" in err for i, env_id in enumerate(ENVS.values(), 1))
+    assert err.index("envs, in order:") < err.index("pong collect") < err.index("\nnext:")
+    assert f"wm-report {out}" in err and f"wm-play --ckpt {out / 'carracing' / 'best.pt'}" in err
+    assert "below target" in proc.stdout or "solved" in proc.stdout
+    assert not list(out.glob("*/best.mp4"))  # smoke records no video
     for slug, env_id in ENVS.items():
         entry = next(e for e in results["envs"] if e["id"] == env_id)
         assert entry["status"] in ("solved", "failed") and entry["generations"] == 2
@@ -204,3 +213,20 @@ def test_stages_subset_and_from(tmp_path, cli, smoke_run):
     assert not (tmp_path / "two" / "pong").exists()
     only = cli("wm-train", "--config", "smoke", "--envs", "pong", "--stages", "vae", "--out", tmp_path / "only")
     assert only.returncode == 2 and "needs collected rollouts" in only.stderr
+
+
+def test_each_env_ends_with_a_video_of_best_pt(tmp_path, cli):
+    import re
+
+    from test_play import count_frames, video_codec
+
+    out = tmp_path / "run"
+    proc = cli("wm-train", "--config", "smoke", "--envs", "pong", "--set", "eval.video_steps=20", "--out", out,
+               check=0)
+    video = out / "pong" / "best.mp4"
+    assert count_frames(video) == 20 and video_codec(video) == "h264"  # one frame a step, capped
+    assert re.search(r"pong: video of best\.pt in .*best\.mp4", proc.stderr)
+    assert not list((out / "pong").glob(".*tmp*"))  # written whole, then moved into place
+    made = video.stat().st_mtime_ns
+    cli("wm-train", "--config", "smoke", "--envs", "pong", "--set", "eval.video_steps=20", "--out", out, check=0)
+    assert video.stat().st_mtime_ns == made  # best.pt unchanged: the video is kept

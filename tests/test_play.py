@@ -63,6 +63,20 @@ def video_size(path) -> tuple[int, int]:
     return frame.shape[1], frame.shape[0]
 
 
+def video_codec(path) -> str:
+    """The codec of a video's first stream, as ffmpeg (the imageio-ffmpeg wheel's) names it."""
+    import re
+    import subprocess
+
+    import imageio_ffmpeg
+
+    probe = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(path)],
+                           capture_output=True, text=True).stderr
+    found = re.search(r"Video: (\w+)", probe)
+    assert found, probe
+    return found.group(1)
+
+
 def gif_frames(path) -> int:
     from PIL import Image
 
@@ -173,6 +187,7 @@ def test_record_mp4_headless_and_json(cli, pong_ckpt, tmp_path):
     check_result(last_json(proc.stdout), 2)
     assert count_frames(video) == 30  # one frame per step, both episodes (15 steps each)
     assert video_size(video) == (640, 480)
+    assert video_codec(video) == "h264"  # what browsers, GitHub and notebooks play
     assert play_mod.NO_DISPLAY_NOTICE not in proc.stderr  # --headless: nothing to explain
 
 
@@ -181,6 +196,10 @@ def test_record_gif_and_avi(pong_ckpt, tmp_path):
                            record=str(tmp_path / "out.gif"), max_steps=12)
     check_result(result, 1)
     assert gif_frames(tmp_path / "out.gif") == 12
+    from PIL import Image
+
+    with Image.open(tmp_path / "out.gif") as im:
+        assert im.size[0] == play_mod.GIF_MAX_W  # the 640-wide canvas, scaled down
     play_mod.play("pong", str(pong_ckpt), episodes=2, seed=3, headless=True, record=str(tmp_path / "out.avi"),
                   max_steps=7)
     assert count_frames(tmp_path / "out.avi") == 14

@@ -172,7 +172,7 @@ def test_full_report_writes_every_file_with_matching_numbers(tmp_path):
                  "123,456", "0:07:06"):
         assert cell in pong_line, cell
     custom_line = next(ln for ln in lines if ln.startswith(CUSTOM["id"]))
-    assert custom_line.split()[1] == "failed" and " - " in custom_line
+    assert custom_line.split()[1:3] == ["below", "target"] and " - " in custom_line  # JSON: "failed"
 
 
 def test_report_is_idempotent_and_drops_stale_plots(tmp_path):

@@ -5,6 +5,7 @@ import argparse
 import json
 import logging
 import math
+import os
 import signal
 import sys
 from pathlib import Path
@@ -46,6 +47,15 @@ def _run_guarded(fn) -> int:
         return 130
 
 
+def _same_terminal() -> bool:
+    """stdout and stderr are one terminal (then what goes to stdout is already on screen)."""
+    try:
+        return sys.stdout.isatty() and sys.stderr.isatty() and os.path.samestat(
+            os.fstat(sys.stdout.fileno()), os.fstat(sys.stderr.fileno()))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -67,41 +77,107 @@ def _minutes(text: str) -> float:
 
 
 # -- wm-train --------------------------------------------------------------------------------
+def _configs_epilog() -> str:
+    from .config import describe_configs
+
+    lines = ["bundled configs (--config NAME):"]
+    lines += [f"  {name:<8} {what}" for name, what in describe_configs()]
+    return "\n".join(lines)
+
+
+TRAIN_EXAMPLES = """examples:
+  wm-train --envs all --max-gens 200 --eval-every 10    the curriculum, recipe for this machine
+  wm-train --config smoke --out runs/smoke              every stage, tiny (about a minute)
+  wm-train --envs carracing --max-env-steps 5000000     one env, a smaller step budget
+  wm-train --envs pong --print-config                   what a command would train with
+  wm-train --out runs/a                                 rerun: resumes where runs/a stopped"""
+
+
 def train_parser() -> argparse.ArgumentParser:
-    p = OneLineParser(prog="wm-train", description="Train World Models agents on a curriculum of envs.")
-    p.add_argument("--envs", help="all, or a comma list of pong, breakout, carracing or Gymnasium ids (default all)")
-    p.add_argument("--max-gens", type=_positive_int, help="CMA-ES generations per env (default 200)")
-    p.add_argument("--eval-every", type=_positive_int, help="eval snapshot every K generations (default 10)")
-    p.add_argument("--patience", type=_positive_int, help="early-stopping patience in generations; 0 disables "
-                   "(default 30)")
-    p.add_argument("--out", default="checkpoints", help="run folder (default checkpoints)")
-    p.add_argument("--config", action="append", default=[], metavar="NAME_OR_PATH",
-                   help="bundled config (smoke, quick, default, paper) or YAML file; repeatable, later wins")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one config key")
-    p.add_argument("--seed", type=_positive_int)
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--workers", type=_positive_int, help="env worker processes (default: one per core)")
-    p.add_argument("--backend", choices=["local", "ray"],
-                   help="where env workers run: local processes (default) or Ray actors")
-    p.add_argument("--ray-address", metavar="HOST:PORT",
-                   help="Ray cluster to join with --backend ray (default $RAY_ADDRESS; none starts a local Ray)")
-    p.add_argument("--time-budget", type=_minutes, metavar="MINUTES", help="wall-clock bound per env")
-    p.add_argument("--max-env-steps", type=_positive_int, metavar="N", help="env-step bound per env")
-    p.add_argument("--stages", help="comma list of collect,vae,encode,mdnrnn,controller")
-    p.add_argument("--from", dest="from_dir", metavar="RUN_DIR", help="reuse data, V and M of an earlier run")
-    p.add_argument("--live", action="store_true", default=None, help="watch the current best agent in a window")
-    p.add_argument("--tensorboard", action="store_true", default=None,
-                   help="also write TensorBoard scalars to DIR/tensorboard (needs the tensorboard extra)")
-    p.add_argument("--restart", action="store_true", help="start over in --out, deleting the earlier run")
-    p.add_argument("--break-lock", action="store_true",
-                   help="take over a run folder whose lock names another host (its trainer is gone)")
-    p.add_argument("--trust-run", action="store_true",
-                   help="resume from a run folder whose state files another user or machine signed "
-                        "(reading them can run code they hold: only for folders you trust)")
-    p.add_argument("--json", action="store_true", help="print curriculum_results.json as one line at the end")
-    p.add_argument("--print-config", action="store_true",
-                   help="print the resolved config (recipe, --config files, --set and flags) as YAML and exit")
+    p = OneLineParser(prog="wm-train", description="Train World Models agents on a curriculum of envs.\n\n"
+                      "With no --config the recipe fits the machine: laptop (CPU) or gpu (a CUDA\n"
+                      "device found); a resumed run keeps the recipe it started with.",
+                      formatter_class=argparse.RawDescriptionHelpFormatter,
+                      epilog=f"{_configs_epilog()}\n\n{TRAIN_EXAMPLES}")
+    recipe = "(default: from the recipe)"
+    what = p.add_argument_group("what to train")
+    what.add_argument("--envs", metavar="LIST", help="all, or a comma list of pong, breakout, carracing or "
+                      "Gymnasium ids (default: all = pong, breakout, carracing)")
+    what.add_argument("--config", action="append", default=[], metavar="NAME_OR_PATH",
+                      help="bundled config (listed below) or YAML file, instead of the machine's recipe; "
+                           "repeatable, later wins")
+    what.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                      help="override one config key (keys: worldmodels/config.py)")
+    what.add_argument("--seed", type=_positive_int, metavar="S", help="training seed (default 0)")
+    what.add_argument("--stages", metavar="LIST",
+                      help="comma list of collect,vae,encode,mdnrnn,controller (default: all)")
+    what.add_argument("--from", dest="from_dir", metavar="RUN_DIR", help="reuse data, V and M of an earlier run")
+    budget = p.add_argument_group("budget")
+    budget.add_argument("--max-env-steps", type=_positive_int, metavar="N",
+                        help=f"env steps per env, collection and training {recipe}")
+    budget.add_argument("--max-gens", type=_positive_int, metavar="N", help=f"CMA-ES generations per env {recipe}")
+    budget.add_argument("--eval-every", type=_positive_int, metavar="K",
+                        help=f"eval snapshot every K generations {recipe}")
+    budget.add_argument("--patience", type=_positive_int, metavar="P", help=f"early-stopping patience in generations; "
+                        f"0 disables {recipe}")
+    budget.add_argument("--time-budget", type=_minutes, metavar="MINUTES",
+                        help="wall-clock bound per env (default: none)")
+    hardware = p.add_argument_group("hardware")
+    hardware.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where V, M and C run (default auto)")
+    hardware.add_argument("--workers", type=_positive_int, metavar="N",
+                          help="env worker processes (default: one per core)")
+    hardware.add_argument("--backend", choices=["local", "ray"],
+                          help="where env workers run: local processes or Ray actors (default local)")
+    hardware.add_argument("--ray-address", metavar="HOST:PORT",
+                          help="Ray cluster to join with --backend ray (default $RAY_ADDRESS; none starts a local Ray)")
+    output = p.add_argument_group("output")
+    output.add_argument("--out", default="checkpoints", metavar="DIR", help="run folder (default checkpoints)")
+    output.add_argument("--restart", action="store_true", help="start over in --out, deleting the earlier run")
+    output.add_argument("--break-lock", action="store_true",
+                        help="take over a run folder whose lock names another host (its trainer is gone)")
+    output.add_argument("--trust-run", action="store_true",
+                        help="resume from a run folder whose state files another user or machine signed "
+                             "(reading them can run code they hold: only for folders you trust)")
+    output.add_argument("--json", action="store_true", help="print curriculum_results.json as one line at the end")
+    output.add_argument("--print-config", action="store_true",
+                        help="print the resolved config (recipe, --config files, --set and flags) as YAML "
+                             "and exit, writing nothing")
+    output.add_argument("--tensorboard", action="store_true", default=None,
+                        help="also write TensorBoard scalars to DIR/tensorboard (needs the tensorboard extra)")
+    viewing = p.add_argument_group("viewing")
+    viewing.add_argument("--live", action="store_true", default=None,
+                         help="watch the current best agent in a window while it trains")
     return p
+
+
+def choose_recipe(args) -> tuple[dict, str]:
+    """The configs a run starts from, and the banner's line on why: --config as given; else the
+    recipe recorded in --out's run.yaml (a resume keeps its recipe on any machine); else the
+    machine's: gpu where --device resolves to a CUDA device, laptop otherwise."""
+    from .config import RECIPES
+    from .runfolder import RunFolder
+
+    if args.config:
+        return {"name": ",".join(args.config), "configs": list(args.config)}, \
+            f"recipe: --config {' '.join(args.config)}"
+    if not args.restart:
+        try:
+            recorded = RunFolder(Path(args.out)).read_recipe()
+        except (UserError, OSError):  # an unreadable run.yaml or --out: the trainer says what to do
+            recorded = None
+        if recorded is not None:
+            return recorded, f"recipe: {recorded['name']} (recorded in {Path(args.out) / 'run.yaml'})"
+    from .agent import resolve_device
+
+    device = resolve_device(args.device or "auto")
+    if device.type == "cuda":
+        import torch
+
+        name, why = "gpu", f"found {torch.cuda.get_device_name(device)}"
+    else:
+        name, why = "laptop", "no GPU found" if (args.device or "auto") == "auto" else f"--device {args.device}"
+    other = "laptop" if name == "gpu" else "gpu"
+    return {"name": name, "configs": list(RECIPES[name])}, f"recipe: {name} ({why}); --config {other} to choose"
 
 
 def train_main(argv: list[str] | None = None) -> int:
@@ -120,13 +196,14 @@ def train_main(argv: list[str] | None = None) -> int:
             "stages": args.stages.split(",") if args.stages else None, "live": args.live,
             "tensorboard": args.tensorboard,
         }.items() if v is not None}
-        cfg = build_config(args.config, args.set, flags)
+        recipe, why = choose_recipe(args)
+        cfg = build_config(recipe["configs"], args.set, flags)
         if args.print_config:
             import yaml
 
             from .config import to_dict
 
-            print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
+            print(f"# {why}\n" + yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
             return 0
         if args.from_dir and not Path(args.from_dir).is_dir():
             raise UserError(f"--from {args.from_dir}: no such run folder")
@@ -136,12 +213,19 @@ def train_main(argv: list[str] | None = None) -> int:
                   "signed with your key.", file=sys.stderr)
         run = Run(cfg, Path(args.out), ["wm-train", *argv], restart=args.restart,
                   from_dir=Path(args.from_dir) if args.from_dir else None, trust=args.trust_run,
-                  break_lock=args.break_lock)
+                  break_lock=args.break_lock, recipe=recipe, recipe_why=why)
         results = run.run()
+        from .console import closing
         from .report import format_table
 
         if results:
-            print(format_table(results))
+            table = format_table(results)
+            print(table, flush=True)  # stdout's contract: the table, then --json's line
+            if not _same_terminal():
+                print(table, file=sys.stderr)
+            if not run.interrupt.flag:
+                for line in closing(run, results, interrupted=False):
+                    print(line, file=sys.stderr)
         if args.json:
             print(json.dumps(results))
         return 0

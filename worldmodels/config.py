@@ -1,7 +1,9 @@
 """The single source of defaults: typed dataclasses, strict YAML merge, dotted --set overrides.
 
-A config file holds overrides only; every key must name a field below, and every value must
-have the field's type. Bundled configs live in ``worldmodels/configs/*.yaml``.
+The defaults are the laptop recipe (2 CPU cores, no GPU: the recipe behind the laptop rows of
+the README). A config file holds overrides only; every key must name a field below, and every
+value must have the field's type. Bundled configs live in ``worldmodels/configs/*.yaml``; a
+recipe is the list of config names a run starts from (RECIPES), recorded in run.yaml.
 """
 from __future__ import annotations
 
@@ -21,11 +23,11 @@ from .errors import ConfigError
 
 @dataclass
 class CollectConfig:
-    rollouts: int = 200
+    rollouts: int = 120
     """Rollouts collected per env and round."""
-    max_steps: int = 1000
+    max_steps: int = 500
     """Cap on the length of one collected rollout (env steps)."""
-    min_frames: int = 0
+    min_frames: int = 50_000
     """After `rollouts`, go on collecting rollouts until the round holds at least this many
     frames (0 = off), so an env whose exploring episodes end early (Breakout: ~180 steps) gives
     V as much data as one that runs to max_steps. At most 10 x rollouts in all."""
@@ -39,13 +41,15 @@ class CollectConfig:
 class VAEConfig:
     z_dim: int = 32
     """Size of the latent z."""
-    epochs: int = 10
+    epochs: int = 5
+    """Passes over the collected frames (5 fit V in ~10-25 min on 2 cores)."""
     finetune_epochs: int = -1
     """Epochs in rounds after the first, which start from the previous round's V and train on all
     the data so far (about twice round 0's in round 1). -1 = `epochs`; 0 keeps round 0's V as it
     is, so z keeps its meaning for the controller (only M learns from the new data)."""
-    batch_size: int = 100
-    lr: float = 1e-4
+    batch_size: int = 64
+    lr: float = 5e-4
+    """Adam's step; with few epochs a larger step than the paper's 1e-4."""
     kl_tolerance: float = 0.5
     """Free bits: the KL term is floored at kl_tolerance * z_dim per frame."""
     object_weight: float = 10.0
@@ -65,13 +69,13 @@ class VAEConfig:
 
 @dataclass
 class MDNRNNConfig:
-    hidden: int = 256
-    """LSTM units."""
+    hidden: int = 128
+    """LSTM units (C on [z, h] has (z_dim + hidden + 1) x actions parameters)."""
     gaussians: int = 5
     """Mixture components per latent dimension."""
-    seq_len: int = 100
+    seq_len: int = 64
     batch_size: int = 32
-    epochs: int = 20
+    epochs: int = 10
     lr: float = 1e-3
     grad_clip: float = 1.0
     reward_weight: float = 1.0
@@ -92,7 +96,7 @@ class ControllerConfig:
     For discrete actions C is argmax(W x + b): scaling every parameter changes no action, so a
     step only means something relative to |mean|. Off by default: a shrinking step is usually
     CMA-ES converging, not stalling (docs/experiments.md)."""
-    max_steps: int = 1000
+    max_steps: int = 500
     """Cap on a training episode (env steps); a stalled controller cannot eat the budget."""
     max_rewards: int = 0
     """Also end a training episode after this many nonzero rewards (0 = off). Pong pays +-1 per
@@ -104,8 +108,9 @@ class ControllerConfig:
     the fitness sees, not a free draw, and it stops eating the step budget."""
     stall_penalty: float = 0.0
     """What a stall (stall_steps) adds to the episode's return; -1 counts it as a lost point."""
-    slots: int = 32
-    """Episodes run in lockstep (one batch); fixed by the config so results do not depend on workers."""
+    slots: int = 64
+    """Episodes run in lockstep (one batch); fixed by the config so results do not depend on
+    workers. 64 holds a whole generation of 16 x 4 episodes."""
     groups: int = 2
     """The slots form this many lane groups (one batch each): while the workers step some, the
     master acts for another. Fixed by the config like the slots. More groups mean smaller
@@ -161,6 +166,9 @@ class EvalConfig:
     (this many in all) and CMA-ES's mean are scored again over pick_episodes episodes, all on the
     same seeds, and the highest becomes best.pt: a snapshot of 8 episodes that was only lucky
     is not what gets reported. 0 turns the pick off."""
+    video_steps: int = 3000
+    """At the end of each env, one episode of best.pt on the official env is recorded to
+    <env>/best.mp4 (what wm-play --record writes), capped at this many env steps; 0 = no video."""
     pick_episodes: int = 32
     """Episodes per finalist in that pick (eval.renderer, seeds 1.25e9 + i)."""
     renderer: str = "fast"
@@ -173,9 +181,12 @@ class EvalConfig:
 class TrainConfig:
     envs: list[str] = field(default_factory=lambda: ["all"])
     max_gens: int = 200
+    """CMA-ES generations per env: an upper bound beside the env-step budget."""
     eval_every: int = 10
-    patience: int = 30
-    """Generations without a better best fitness before early stopping; 0 disables it."""
+    """Generations between eval snapshots (and one at generation 0): the candidates for best.pt."""
+    patience: int = 0
+    """Generations without a better best fitness before early stopping; 0 (the default) disables
+    it: under a step budget early stopping only leaves budget unused."""
     seed: int = 0
     device: str = "auto"
     workers: int = 0
@@ -184,8 +195,10 @@ class TrainConfig:
     ray_address: str = ""
     time_budget: float = 0.0
     """Minutes of wall-clock per env (0 = no limit)."""
-    max_env_steps: int = 0
-    """Env steps per env over all stages (0 = no limit)."""
+    max_env_steps: int = 5_000_000
+    """Env steps per env, collection and controller training (0 = no limit); evaluations are
+    counted beside it, not in it. A budget in steps, not minutes, so a loaded machine changes how
+    long a run takes, not its result. Per env in env_overrides (CarRacing's steps are cheaper)."""
     stages: list[str] = field(default_factory=lambda: ["collect", "vae", "encode", "mdnrnn", "controller"])
     rounds: int = 1
     """Rounds of collect -> V -> M -> C; later rounds collect with the current controller."""
@@ -193,10 +206,11 @@ class TrainConfig:
     """Show the current best agent in a window while training (its own process)."""
     tensorboard: bool = False
     """Also write TensorBoard scalars to <out>/tensorboard (needs the tensorboard package)."""
-    action_repeat: int = 1
+    action_repeat: int = 4
     """Env steps each action of the agent (explorer, C) is held for; V, M and C see every
     action_repeat-th frame, and M steps once per action. Not for Atari, whose v5 envs already
-    hold each action for 4 frames (ignored there). On CarRacing's fast renderer the held frames
+    hold each action for 4 frames (ignored there). 4 by default: CarRacing's C runs ~5x the env
+    steps/s on 2 cores. On CarRacing's fast renderer the held frames
     are not drawn, so a held step costs the physics only. Stored in best.pt: evaluation and
     wm-play hold actions the same way, on the official env."""
     renderer: str = "fast"
@@ -208,12 +222,40 @@ class TrainConfig:
     controller: ControllerConfig = field(default_factory=ControllerConfig)
     dream: DreamConfig = field(default_factory=DreamConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
-    env_overrides: dict[str, dict] = field(default_factory=dict)
+    env_overrides: dict[str, dict] = field(default_factory=lambda: copy.deepcopy(LAPTOP_ENV_OVERRIDES))
     """Settings for one env only, on top of the rest: {env: {key: value}}, env as --envs names
     one env (carracing, pong, breakout or a Gymnasium id), keys as elsewhere in the config
     (nested or dotted), limited to ENV_KEYS. A key that a later config file, --set or flag sets
     for every env wins over a config file's override of it, so `--set controller.max_steps=N`
     means every env; `--set env_overrides.carracing.controller.max_steps=N` sets one."""
+
+
+# The laptop recipe's settings for one env each (the rest of the recipe is the defaults above).
+LAPTOP_ENV_OVERRIDES: dict[str, dict] = {
+    "carracing": {
+        "max_env_steps": 24_000_000,  # ~105 min of training on 2 cores (held actions step cheaply)
+        "controller": {
+            "max_steps": 1000,  # training episodes as long as the evaluation's: fitness sees the whole track
+            "rollouts": 8,  # 8 tracks a candidate: the failures are rare track features 4 tracks seldom show
+        },
+    },
+    "pong": {
+        "max_env_steps": 2_400_000,
+        "controller": {
+            "max_rewards": 5,  # fitness = points won minus lost over the first 5 points
+            "max_steps": 3000,  # room for 5 points when the ball comes back
+        },
+    },
+    "breakout": {"max_env_steps": 4_700_000},
+}
+
+# Keys that say where and what a run trains, not how: no recipe sets them.
+NOT_RECIPE_KEYS = ("envs", "seed", "device", "workers", "backend", "ray_address", "stages", "live", "tensorboard")
+
+# A recipe: the bundled configs a run starts from when no --config is given, chosen by the
+# hardware found; recorded in run.yaml, so a resume reuses it on any machine.
+RECIPES = {"laptop": [], "gpu": ["gpu"]}
+ALIASES = {"quick": "laptop", "default": "gpu"}  # the names these recipes had before
 
 
 # What env_overrides may set: what the stages read for the env being trained. Run-level keys
@@ -226,12 +268,32 @@ RESUMABLE_KEYS = {
     "envs", "max_gens", "eval_every", "patience", "device", "workers", "backend", "ray_address",
     "time_budget", "max_env_steps", "stages", "live", "tensorboard", "eval.confirm_episodes",
     "eval.final_episodes", "eval.episodes", "eval.finalists", "eval.pick_episodes", "eval.stop_at_target",
+    "eval.video_steps",
 }
 
 
 def bundled_configs() -> list[str]:
-    return sorted(p.name[:-5] for p in resources.files("worldmodels").joinpath("configs").iterdir()
-                  if p.name.endswith(".yaml"))
+    """The bundled config names, aliases included."""
+    files = [p.name[:-5] for p in resources.files("worldmodels").joinpath("configs").iterdir()
+             if p.name.endswith(".yaml")]
+    return sorted(files + list(ALIASES))
+
+
+def _bundled_text(name: str) -> str:
+    return resources.files("worldmodels").joinpath("configs", f"{ALIASES.get(name, name)}.yaml").read_text()
+
+
+def describe_configs() -> list[tuple[str, str]]:
+    """(name, what it is) for each bundled config: the first line of its file's comment."""
+    out = []
+    for name in bundled_configs():
+        if name in ALIASES:
+            out.append((name, f"{ALIASES[name]}, by its earlier name"))
+            continue
+        first = next((line.lstrip("# ").strip() for line in _bundled_text(name).splitlines()
+                      if line.startswith("#")), "")
+        out.append((name, first))
+    return out
 
 
 def _resolve_types(cls) -> dict[str, Any]:
@@ -355,10 +417,14 @@ def env_config(cfg: TrainConfig, matches) -> TrainConfig:
 
 
 def load_yaml(name_or_path: str) -> dict:
-    """A bundled config name (smoke, quick, default, paper) or a path to a YAML file."""
+    """A bundled config name (laptop, gpu, smoke, paper; quick and default are aliases) or a
+    path to a YAML file."""
     path = Path(name_or_path)
+    if ALIASES.get(name_or_path, name_or_path) == "laptop":  # the defaults, as a layer like any file's
+        data = to_dict(TrainConfig())
+        return {k: v for k, v in data.items() if k not in NOT_RECIPE_KEYS}
     if name_or_path in bundled_configs():
-        text = resources.files("worldmodels").joinpath("configs", f"{name_or_path}.yaml").read_text()
+        text = _bundled_text(name_or_path)
         source = f"bundled config '{name_or_path}'"
     elif path.is_file():
         text = path.read_text()
@@ -400,7 +466,7 @@ def build_config(config_names: list[str] | None = None, sets: list[str] | None =
     env_overrides: a key that a later file, a --set or a flag sets for every env wins over a
     config file's override of it; overrides given with --set win over everything."""
     cfg = TrainConfig()
-    from_files: dict = {}
+    from_files: dict = copy.deepcopy(cfg.env_overrides)  # the defaults' per-env settings: a file's
     for name in config_names or []:
         layer = load_yaml(name)
         from_files = _drop_keys(from_files, set(flatten(layer)))
@@ -413,7 +479,8 @@ def build_config(config_names: list[str] | None = None, sets: list[str] | None =
         cfg.env_overrides = from_command_line
         apply_overrides(cfg, layer)
         from_command_line = cfg.env_overrides
-    cfg.env_overrides = _merge_overrides(from_files, from_command_line)
+    merged = _merge_overrides(from_files, from_command_line)
+    cfg.env_overrides = {name: settings for name, settings in merged.items() if settings}
     validate(cfg)
     return cfg
 
@@ -451,6 +518,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "dream.temperature": (1e-6, 100),
     "eval.episodes": (1, 10**6), "eval.max_steps": (0, 10**8), "eval.confirm_episodes": (1, 10**6),
     "eval.final_episodes": (1, 10**6), "eval.finalists": (0, 1000), "eval.pick_episodes": (0, 10**6),
+    "eval.video_steps": (0, 10**7),
 }
 
 
@@ -529,7 +597,8 @@ def changed_training_keys(old: dict, new: dict, matchers: list | None = None) ->
     With matchers (one matches(name) per env of the run), each env's own settings are compared,
     env_overrides applied: an override of an env the run does not train changes nothing.
     """
-    base = flatten(to_dict(TrainConfig()))
+    # (an env_overrides key a run lacks is no override, not the default's)
+    base = {k: v for k, v in flatten(to_dict(TrainConfig())).items() if not k.startswith("env_overrides.")}
     if matchers is None:
         a, b = {**base, **flatten(old)}, flatten(new)
         return sorted(k for k in set(a) | set(b) if not _resumable(k) and a.get(k) != b.get(k))

@@ -17,6 +17,7 @@ from . import __version__
 from .agent import Agent, eval_lanes, evaluate, resolve_device
 from .checkpoint import check_state, load_state, load_torch, load_torch_state
 from .config import STAGES, TrainConfig, changed_training_keys, effective, env_config, to_dict
+from .console import banner, closing, log_line
 from .engine.backends import make_backend
 from .engine.rollout import LaneEngine
 from .envs import probe_spec, renderer_used, resolve_env_ids, with_action_repeat
@@ -225,7 +226,8 @@ class EnvContext:
     def results_entry(self) -> dict:
         walls = dict(self.manifest.get("wall_s", {}))
         gens = self.files.generations()
-        return {"id": self.spec.id, "slug": self.spec.slug, "target": self.spec.target, "status": self.status,
+        return {"id": self.spec.id, "slug": self.spec.slug, "target": self.spec.target,
+                "status": "interrupted" if self.status == "running" and self.interrupted() else self.status,
                 "final_eval": self.final_eval, "best_eval": self.best_eval, "generations": gens,
                 "early_stopped": self.early_stopped,
                 "early_stop_reason": self.stop_reason if self.early_stopped else None,
@@ -241,14 +243,17 @@ class Run:
 
     def __init__(self, cfg: TrainConfig, out: Path, command: list[str], restart: bool = False,
                  hooks: list[Hook] | None = None, log_fn=None, from_dir: Path | None = None,
-                 trust: bool = False, break_lock: bool = False):
+                 trust: bool = False, break_lock: bool = False, recipe: dict | None = None,
+                 recipe_why: str = ""):
         self.cfg, self.out, self.command = cfg, Path(out), command
+        self.recipe = recipe  # {"name", "configs"}: what the cli started cfg from, kept in run.yaml
+        self.recipe_why = recipe_why or (f"recipe: {recipe['name']}" if recipe else "recipe: given by the caller")
         self.folder = RunFolder(self.out)
         self.lock = RunLock(self.out, break_lock=break_lock)
         self.source_lock = RunLock(Path(from_dir), shared=True) if from_dir is not None else None
         self.trust = trust  # --trust-run: read resume states this user's key did not sign
         self.from_dir = Path(from_dir) if from_dir is not None else None
-        self.log = log_fn or (lambda msg: print(msg, file=sys.stderr, flush=True))
+        self.log = log_fn or log_line
         self.env_ids = resolve_env_ids(cfg.envs)
         for name in cfg.env_overrides:  # a misspelt env would silently override nothing
             try:
@@ -257,8 +262,10 @@ class Run:
                 raise ConfigError(f"env_overrides: {exc}") from None
             if len(ids) != 1:
                 raise ConfigError(f"env_overrides: '{name}' names {len(ids)} envs; give each env its own entry")
+        self.specs = []
         for env_id in self.env_ids:  # reject unusable envs (and an unusable --from) before anything is written
             spec = probe_spec(env_id)
+            self.specs.append(with_action_repeat(spec, env_config(cfg, env_matcher(env_id)).action_repeat))
             if self.from_dir is not None:
                 repeat = with_action_repeat(spec, env_config(cfg, env_matcher(env_id)).action_repeat).action_repeat
                 check_source(self.from_dir, env_id, repeat, None if restart else self.folder.env(env_id))
@@ -323,8 +330,14 @@ class Run:
         if not restart:  # a foreign resume state is refused before this run writes anything
             for env_id in self.env_ids:
                 check_state(self.folder.env(env_id).controller_state, self.trust)
-        atomic_write_text(run_yaml, yaml.safe_dump({"config": to_dict(self.cfg), "command": self.command,
-                                                    "versions": self.versions}, sort_keys=False))
+        record = {"config": to_dict(self.cfg), "command": self.command, "versions": self.versions}
+        if self.recipe is not None:
+            record["recipe"] = self.recipe
+        atomic_write_text(run_yaml, yaml.safe_dump(record, sort_keys=False))
+
+    def env_configs(self) -> dict[str, TrainConfig]:
+        """Each env's own config (env_overrides applied), by slug, in the curriculum's order."""
+        return {spec.slug: env_config(self.cfg, env_matcher(spec.id)) for spec in self.specs}
 
     def update_results(self, entry: dict) -> None:
         self.folder.update_results(entry, self.env_ids)
@@ -343,6 +356,8 @@ class Run:
 
     def _run(self) -> dict:
         self.interrupt.install()
+        for line in banner(self, list(self.env_configs().values()), self.specs, self.recipe_why):
+            self.log(line)
         self.call("on_run_start", self)
         for env_id in self.env_ids:
             ctx = EnvContext(self, env_id)
@@ -364,7 +379,8 @@ class Run:
             finally:
                 ctx.close()
             if self.interrupt.flag:
-                self.log(f"interrupted: the checkpoint is saved; rerun the same command to resume ({self.out})")
+                for line in closing(self, {}, interrupted=True):
+                    self.log(line)
                 break
         self.call("on_run_end", self)
         return read_json(self.folder.results) if self.folder.results.exists() else {}

@@ -248,8 +248,13 @@ class Window:
             pass
 
 
+GIF_MAX_W = 480  # a GIF's size grows with its pixels: 3/4 of the composed canvas's width at most
+
+
 class VideoSink:
-    """.mp4 (MPEG-4 part 2, 'mp4v'), .avi (MJPG) or .gif; every frame written, no display used."""
+    """.mp4 (H.264 in yuv420p, which browsers, GitHub and notebooks play; ffmpeg from the
+    imageio-ffmpeg wheel), .avi (MJPG, OpenCV) or .gif (at most GIF_MAX_W pixels wide, a
+    256-colour palette); every frame written, no display used."""
 
     def __init__(self, path: str, fps: float):
         self.path, self.fps, self.frames, self.writer, self.count = Path(path), fps, [], None, 0
@@ -267,8 +272,14 @@ class VideoSink:
         if self.kind == ".gif":
             from PIL import Image
 
+            if frame.shape[1] > GIF_MAX_W:
+                h = int(round(frame.shape[0] * GIF_MAX_W / frame.shape[1]))
+                frame = cv2.resize(frame, (GIF_MAX_W, h), interpolation=cv2.INTER_AREA)
             # Palette images (1 byte a pixel) keep long GIFs in memory at a third of the size.
             self.frames.append(Image.fromarray(frame).convert("P", palette=Image.Palette.ADAPTIVE, colors=256))
+            return
+        if self.kind == ".mp4":
+            self._add_h264(frame)
             return
         if self.writer is None:
             fourcc = cv2.VideoWriter_fourcc(*("mp4v" if self.kind == ".mp4" else "MJPG"))
@@ -282,9 +293,26 @@ class VideoSink:
             frame = cv2.resize(frame, self.size, interpolation=cv2.INTER_AREA)
         self.writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
 
+    def _add_h264(self, frame: np.ndarray) -> None:
+        if self.writer is None:
+            import imageio_ffmpeg
+
+            self.size = (frame.shape[1] // 2 * 2, frame.shape[0] // 2 * 2)  # yuv420p: even sides
+            self.writer = imageio_ffmpeg.write_frames(
+                str(self.path), self.size, fps=float(self.fps), codec="libx264", pix_fmt_in="rgb24",
+                pix_fmt_out="yuv420p", macro_block_size=1, quality=None,
+                output_params=["-crf", "23", "-preset", "veryfast", "-movflags", "+faststart"])
+            self.writer.send(None)
+        if (frame.shape[1], frame.shape[0]) != self.size:
+            frame = cv2.resize(frame, self.size, interpolation=cv2.INTER_AREA)
+        self.writer.send(np.ascontiguousarray(frame))
+
     def close(self) -> None:
         if self.writer is not None:
-            self.writer.release()
+            if self.kind == ".mp4":
+                self.writer.close()
+            else:
+                self.writer.release()
             self.writer = None
         if self.frames:
             # GIF delays are in 1/100 s and viewers slow anything under 2/100 s to 1/10 s.
@@ -348,9 +376,10 @@ def run_episode(agent: Agent, policy, env, seed: int, on_step: Callable[[Step], 
 
 @torch.no_grad()
 def play_visible(agent: Agent, params: np.ndarray, episodes: int, seed: int, device, window: bool | Window,
-                 sink: VideoSink | None, fps: float, max_steps: int) -> list[float]:
+                 sink: VideoSink | None, fps: float, max_steps: int,
+                 abort: Callable[[], bool] | None = None) -> list[float]:
     """The official env, batch 1, every frame shown and/or recorded (one frame per step).
-    Returns the scores of the episodes played to their end (q stops early)."""
+    Returns the scores of the episodes played to their end (q, or abort() true, stops early)."""
     env = make_env(agent.spec, renderer="official", max_steps=max_steps)
     meanings = action_meanings(env)
     policy = agent.policy(np.asarray(params).reshape(1, -1), 1, device)
@@ -360,6 +389,8 @@ def play_visible(agent: Agent, params: np.ndarray, episodes: int, seed: int, dev
     try:
         for ep in range(episodes):
             def on_step(s: Step, ep=ep) -> bool:
+                if abort is not None and abort():
+                    return False
                 if not out.active:
                     return True
                 text = [agent.spec.id, f"episode {ep + 1}/{episodes}", f"step {s.step}", f"score {s.score:g}",
@@ -439,6 +470,27 @@ def play_dream(agent: Agent, params: np.ndarray, episodes: int, seed: int, devic
         if win is not None and window is True:
             win.close()
     return scores
+
+
+def record_bundle(ckpt: Path, video: Path, max_steps: int, device, seed: int,
+                  abort: Callable[[], bool] | None = None, fps: float = 60.0) -> float | None:
+    """One episode of an agent bundle on the official env, recorded as wm-play --record does,
+    capped at max_steps env steps; written to a temp file and moved to `video` when whole.
+    Returns the episode's score (None when abort() stopped it; then no video is written)."""
+    agent, params = Agent.from_bundle(load_bundle(ckpt))
+    agent = agent.to(device)
+    tmp = video.with_name(f".{video.stem}.tmp{video.suffix}")
+    sink = VideoSink(str(tmp), fps / agent.spec.action_repeat)
+    try:
+        with torch_threads(1):
+            scores = play_visible(agent, params, 1, seed, device, False, sink, fps, max_steps, abort)
+    finally:
+        sink.close()
+    if not scores:
+        tmp.unlink(missing_ok=True)
+        return None
+    os.replace(tmp, video)
+    return scores[0]
 
 
 # -- wm-play -------------------------------------------------------------------------------------

@@ -391,12 +391,20 @@ _TABLE_HEADER = ("env", "status", "final eval", "best eval (gen)", "target",
 _RIGHT = {4, 5, 7, 8}
 
 
+# The JSON's status values (solved, failed, running, interrupted) as a reader says them.
+STATUS_WORDS = {"failed": "below target"}
+
+
+def status_word(status) -> str:
+    return STATUS_WORDS.get(status, status) if status else "-"
+
+
 def _table_cells(results: dict) -> list[list[str]]:
     cells = []
     for e in _envs(results):
         reason = e.get("early_stop_reason")
         cells.append([
-            str(e.get("id", _slug_of(e))), str(e.get("status") or "-"),
+            str(e.get("id", _slug_of(e))), status_word(e.get("status")),
             _fmt_final(e.get("final_eval")), _fmt_best(e.get("best_eval")),
             _fmt_float(e.get("target")) if _num(e.get("target")) is not None else "-",
             _fmt_int(e.get("generations")),
@@ -491,7 +499,7 @@ def _latex_table(results: dict) -> str:
         hours = f"{total / 3600:.2f}" if total is not None and math.isfinite(total) else "--"
         cells = [
             _tex_escape(str(e.get("id", _slug_of(e)))), final, _tex_num(e.get("target")),
-            _tex_escape(str(e.get("status") or "--")),
+            _tex_escape(status_word(e.get("status")) if e.get("status") else "--"),
             _fmt_int(e.get("generations")) if _num(e.get("generations")) is not None else "--",
             _fmt_int(e.get("env_steps")) if _num(e.get("env_steps")) is not None else "--",
             hours,
@@ -724,8 +732,10 @@ def _env_notes(entry: dict, slug: str, derived: bool, env_dir: Path) -> list[str
         notes.append(f"no env folder `{slug}/`: no figures")
     if entry.get("status") == "running":
         notes.append("still running")
+    elif entry.get("status") == "interrupted":
+        notes.append("interrupted: a rerun of its command resumes it")
     if _num(_get(entry.get("final_eval"), "mean")) is None:
-        notes.append("no final eval yet" if entry.get("status") == "running" else "no final eval")
+        notes.append("no final eval yet" if entry.get("status") in ("running", "interrupted") else "no final eval")
     if entry.get("early_stopped") and entry.get("early_stop_reason"):
         notes.append(f"early stopped: {entry['early_stop_reason']}")
     elif entry.get("early_stopped"):
@@ -758,7 +768,7 @@ def _markdown(run: dict, sections: list[tuple[dict, str, list[str], list[tuple[s
         out += ["No envs yet.", ""]
     for entry, slug, notes, images in sections:
         out += [f"## {_md_escape(str(entry.get('id')))} (`{slug}`)", ""]
-        out.append(f"Status: **{entry.get('status') or '-'}**; final eval: "
+        out.append(f"Status: **{status_word(entry.get('status'))}**; final eval: "
                    f"{_fmt_final(entry.get('final_eval'))}; best eval: "
                    f"{_fmt_best(entry.get('best_eval'))}; target: "
                    f"{_fmt_float(entry.get('target'))}.")

@@ -49,6 +49,7 @@ class EnvFolder:
 
     manifest = property(lambda self: self.path / "manifest.json")
     best = property(lambda self: self.path / "best.pt")
+    video = property(lambda self: self.path / "best.mp4")  # one episode of best.pt, at the env's end
     vae = property(lambda self: self.path / "vae.pt")
     mdnrnn = property(lambda self: self.path / "mdnrnn.pt")
     vae_samples = property(lambda self: self.path / "vae_samples.npz")
@@ -150,6 +151,14 @@ class RunFolder:
     def read_config(self) -> dict:
         """The config recorded in run.yaml."""
         return read_yaml(self.run_yaml)["config"]
+
+    def read_recipe(self) -> dict | None:
+        """The recipe recorded in run.yaml ({"name", "configs"}), or None (no run, or one from
+        before recipes were recorded)."""
+        if not self.run_yaml.exists():
+            return None
+        recipe = read_yaml(self.run_yaml).get("recipe")
+        return recipe if isinstance(recipe, dict) and isinstance(recipe.get("configs"), list) else None
 
     def read_results(self) -> dict:
         return read_json(self.results) if self.results.exists() else {"version": RESULTS_VERSION, "envs": []}

@@ -1,6 +1,7 @@
 """Hooks: the behaviour the curriculum loop calls between stage steps (see base.Hook).
 
-builtin: progress, evaluation snapshots and the pick, early stopping, checkpoints, artifacts.
+builtin: progress, evaluation snapshots and the pick, early stopping, checkpoints, artifacts,
+the video of best.pt at each env's end.
 live (wm-train --live) and tensorboard (--tensorboard) are imported only when switched on.
 Nothing in this package imports the curriculum: the loop passes each hook what it needs.
 """
@@ -10,6 +11,7 @@ from .base import Hook
 from .builtin import (
     CSV_FIELDS,
     ArtifactWriter,
+    BestVideo,
     CheckpointWriter,
     EarlyStopping,
     EvalSnapshot,
@@ -22,7 +24,8 @@ def default_hooks(cfg) -> list[Hook]:
     hooks: list[Hook] = [EvalSnapshot(cfg.eval_every, cfg.eval.episodes, cfg.eval.confirm_episodes,
                                       cfg.eval.renderer, cfg.eval.finalists, cfg.eval.pick_episodes,
                                       cfg.eval.stop_at_target),
-                         EarlyStopping(cfg.patience), CheckpointWriter(), ArtifactWriter()]
+                         EarlyStopping(cfg.patience), CheckpointWriter(), ArtifactWriter(),
+                         BestVideo(cfg.eval.video_steps)]
     if cfg.tensorboard:
         from .tensorboard import TensorBoardLogger
 
@@ -34,5 +37,5 @@ def default_hooks(cfg) -> list[Hook]:
     return hooks + [ProgressBar()]
 
 
-__all__ = ["Hook", "ArtifactWriter", "CheckpointWriter", "EarlyStopping", "EvalSnapshot", "ProgressBar",
+__all__ = ["Hook", "ArtifactWriter", "BestVideo", "CheckpointWriter", "EarlyStopping", "EvalSnapshot", "ProgressBar",
            "CSV_FIELDS", "default_hooks", "write_report_safely"]

@@ -50,27 +50,79 @@ class LogProgress:
         pass
 
 
+class Overall:
+    """The whole curriculum's progress in env steps against the envs' step budgets (each env
+    counts its whole budget once it ends), with an ETA: a tqdm bar on a terminal, else a line a minute."""
+
+    def __init__(self, budgets: list[int], log, every_s: float = 60.0):
+        self.total, self.log, self.every_s = sum(budgets), log, every_s
+        self.done_before, self.n = 0, 0
+        self.t0 = self.last = time.monotonic()
+        self.bar = None
+        if sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(desc="curriculum", total=self.total, unit="step", unit_scale=True, position=0,
+                            file=sys.stderr, dynamic_ncols=True, mininterval=1.0)
+
+    def set(self, n: int) -> None:
+        n = min(n, self.total)
+        if self.bar is not None:
+            self.bar.update(n - self.n)
+        self.n = n
+        now = time.monotonic()
+        if self.bar is None and n and now - self.last >= self.every_s:
+            self.last = now
+            eta = (now - self.t0) * (self.total - n) / n
+            self.log(f"curriculum: {n:,} of {self.total:,} env steps ({100 * n / self.total:.0f}%), "
+                     f"about {eta / 3600:.1f} h to go")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 class ProgressBar(Hook):
-    """A tqdm bar per stage on stderr (a line a minute when stderr is not a terminal), and one
-    log line per generation."""
+    """A tqdm bar per stage on stderr under one for the whole curriculum (lines a minute when
+    stderr is not a terminal), and one log line per generation."""
 
     name = "progress"
 
     def __init__(self):
         self.bar = None
+        self.overall: Overall | None = None
+        self.budgets: dict[str, int] = {}
+
+    def on_run_start(self, run):
+        self.budgets = {slug: cfg.max_env_steps for slug, cfg in run.env_configs().items()}
+        if all(self.budgets.values()):  # an env without a step budget: no whole-run figure
+            self.overall = Overall(list(self.budgets.values()), run.log)
+
+    def on_env_end(self, ctx):
+        if self.overall is not None:
+            self.overall.done_before += self.budgets.get(ctx.spec.slug, 0)
+            self.overall.set(self.overall.done_before)
+
+    def on_run_end(self, run):
+        if self.overall is not None:
+            self.overall.close()
+            self.overall = None
 
     def on_stage_start(self, ctx, stage):  # runs last: the bar exists once the stage body starts
         from tqdm import tqdm
 
         desc = f"{ctx.spec.slug} {stage}"
         if sys.stderr.isatty():
-            self.bar = tqdm(desc=desc, file=sys.stderr, leave=False, dynamic_ncols=True, mininterval=1.0)
+            self.bar = tqdm(desc=desc, file=sys.stderr, leave=False, dynamic_ncols=True, mininterval=1.0,
+                            position=1 if self.overall is not None else None)
         else:
             ctx.log(f"{desc}: started")
             self.bar = LogProgress(desc, ctx.log)
         ctx.set_progress_bar(self.bar)
 
     def on_step_end(self, ctx, stage, report):
+        if self.overall is not None:
+            self.overall.set(self.overall.done_before + min(ctx.env_steps, self.budgets.get(ctx.spec.slug, 0)))
         m = report.metrics
         if stage == "controller":
             line = (f"{ctx.spec.slug} gen {m['gen']:4d} {m.get('mode', 'real'):5s}  best {m['best_fitness']:9.2f}"
@@ -232,6 +284,39 @@ class ArtifactWriter(Hook):
 
     def on_run_end(self, run):
         write_report_safely(run.out)
+
+
+class BestVideo(Hook):
+    """At the end of each env, one episode of best.pt on the official env recorded to
+    <env>/best.mp4 (the frames wm-play records; seed FINAL_SEED_START, as wm-play's default),
+    capped at eval.video_steps env steps. Kept while best.pt is older than it; a signal stops it
+    within a step (no video then). A video is a by-product: a failure is one warning."""
+
+    name = "video"
+
+    def __init__(self, max_steps: int):
+        self.max_steps = max_steps
+
+    def on_env_end(self, ctx):
+        files = ctx.files
+        if self.max_steps <= 0 or not files.best.exists() or ctx.interrupted():
+            return
+        if files.video.exists() and files.video.stat().st_mtime >= files.best.stat().st_mtime:
+            return
+        from ..play import record_bundle
+        from ..seeds import FINAL_SEED_START
+
+        start = time.perf_counter()
+        try:
+            score = record_bundle(files.best, files.video, self.max_steps, ctx.device, FINAL_SEED_START,
+                                  abort=ctx.interrupted)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("%s: could not record best.pt (%s); wm-play --ckpt %s --record FILE does it later",
+                        ctx.spec.slug, exc, files.best)
+            return
+        if score is not None:
+            ctx.log(f"{ctx.spec.slug}: video of best.pt in {files.video} (score {score:g} in "
+                    f"{self.max_steps:,} env steps at most; {time.perf_counter() - start:.0f} s)")
 
 
 def write_report_safely(run_dir: Path) -> None:
