@@ -321,8 +321,6 @@ def test_dream_ignores_done_when_m_never_saw_an_end(tmp_path, saw_ends, frames):
 def test_dream_from_the_command_line(cli, pong_ckpt, tmp_path):
     proc = cli("wm-play", "--env", "pong", "--ckpt", pong_ckpt, "--dream", "--temperature", "1.0", "--headless",
                "--record", tmp_path / "dream.gif", "--max-steps", "10", "--json")
-    if proc.returncode == 2 and "--dream" in proc.stderr:
-        pytest.skip("wm-play has no --dream flag yet (cli.py)")
     assert proc.returncode == 0, proc.stderr
     check_result(last_json(proc.stdout), 1)
     assert gif_frames(tmp_path / "dream.gif") == 10

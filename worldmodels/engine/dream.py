@@ -16,8 +16,8 @@ from ..models.mdnrnn import MDNRNN, sample_z
 
 def done_threshold_for(saw_ends: bool | None) -> float:
     """M's done probability that ends a dream episode. A done head trained without a single
-    episode end says nothing (Pong's M gave 0.50 at the reset frame and ended every dream at
-    step 1), so then no dream episode ends before max_steps. None (unknown, older files): 0.5."""
+    episode end says nothing (it can end every dream at its first step), so then no dream
+    episode ends before max_steps. None (unknown, older files): 0.5."""
     return 2.0 if saw_ends is False else 0.5
 
 

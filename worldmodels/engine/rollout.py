@@ -57,9 +57,7 @@ class Policy(Protocol):
 
 class torch_threads:
     """Run a block with n torch intra-op threads, then restore. Small-batch inference on a CPU
-    shared with env workers is fastest with few threads: more only spin against each other
-    (measured: a 64x64 V pass at batch 16 took ~15 ms with 1 thread, 80-110 ms with 2, on a
-    busy 2-core machine)."""
+    shared with env workers is fastest with few threads: more only spin against each other."""
 
     def __init__(self, n: int = 1):
         self.n, self.saved = n, None
