@@ -177,3 +177,31 @@ def test_help_groups_the_options_and_lists_the_bundled_configs(cli):
     for name in ("laptop", "gpu", "smoke", "paper", "quick", "default"):
         assert f"\n  {name} " in out, name
     assert "(default: from the recipe)" in " ".join(out.split())
+
+
+def test_play_and_report_help_group_the_options_show_defaults_and_end_with_examples(cli):
+    play = " ".join(cli("wm-play", "--help", check=0).stdout.split())
+    for group in ("what to play:", "output:", "viewing:", "hardware:", "examples:"):
+        assert group in play, group
+    for default in ("episodes to play (default 1)", "(default 60;", "(default auto)", "(default 1.15)"):
+        assert default in play, default
+    report = cli("wm-report", "--help", check=0).stdout
+    assert "examples:" in report and "wm-report checkpoints/" in report
+
+
+def test_log_records_are_timestamped_console_lines(capsys):
+    import logging
+    import re
+
+    from worldmodels.cli import _setup_logging
+
+    root = logging.getLogger()
+    before, level = list(root.handlers), root.level
+    try:
+        _setup_logging()
+        _setup_logging()  # once is enough: no second handler
+        logging.getLogger("worldmodels.test").warning("a warning from a library module")
+        lines = [line for line in capsys.readouterr().err.splitlines() if "a warning from" in line]
+    finally:
+        root.handlers[:], root.level = before, level
+    assert len(lines) == 1 and re.fullmatch(r"\d\d:\d\d:\d\d a warning from a library module", lines[0]), lines

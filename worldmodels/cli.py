@@ -31,10 +31,31 @@ def _stop_on_sigterm(signum, frame):
     raise KeyboardInterrupt  # a scheduler's SIGTERM ends wm-play and wm-report as Ctrl-C does
 
 
+class _ConsoleHandler(logging.Handler):
+    """Log records as console lines: timestamped, and above the progress bars on a terminal."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from .console import log_line
+
+        try:
+            log_line(self.format(record))
+        except Exception:  # a log line must never end a run
+            self.handleError(record)
+
+
+def _setup_logging() -> None:
+    root = logging.getLogger()
+    if not any(isinstance(h, _ConsoleHandler) for h in root.handlers):
+        handler = _ConsoleHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        root.addHandler(handler)
+    root.setLevel(logging.INFO)
+
+
 def _run_guarded(fn) -> int:
     """Run a command: a UserError is one line and exit 2; Ctrl-C or SIGTERM is exit 130 (wm-train
     installs its own handlers, which finish the step and exit 0)."""
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    _setup_logging()
     prog = Path(sys.argv[0]).name
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
@@ -234,9 +255,15 @@ def train_main(argv: list[str] | None = None) -> int:
 
 
 # -- wm-report -------------------------------------------------------------------------------
+REPORT_EXAMPLES = """examples:
+  wm-report checkpoints/              tables, plots and report.md under checkpoints/report/
+  wm-report runs/smoke --json         the same, and curriculum_results.json as the last line"""
+
+
 def report_main(argv: list[str] | None = None) -> int:
-    p = OneLineParser(prog="wm-report", description="Turn a run folder into tables and plots (DIR/report/).")
-    p.add_argument("dir", help="a run folder written by wm-train")
+    p = OneLineParser(prog="wm-report", description="Turn a run folder into tables and plots (DIR/report/).",
+                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=REPORT_EXAMPLES)
+    p.add_argument("dir", help="a run folder written by wm-train (finished or in progress)")
     p.add_argument("--json", action="store_true", help="print curriculum_results.json as one line at the end")
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
 
@@ -255,28 +282,44 @@ def report_main(argv: list[str] | None = None) -> int:
 
 
 # -- wm-play ---------------------------------------------------------------------------------
+PLAY_EXAMPLES = """examples:
+  wm-play --ckpt checkpoints/carracing/best.pt                   a window where a display is reachable
+  wm-play --ckpt checkpoints --env pong --headless --record pong.mp4
+  wm-play --ckpt checkpoints/carracing --episodes 100 --json     reproduce the final score
+  wm-play --ckpt checkpoints/pong/best.pt --dream                 the agent inside M"""
+
+
 def play_main(argv: list[str] | None = None) -> int:
     from .seeds import FINAL_SEED_START
 
-    p = OneLineParser(prog="wm-play", description="Watch, record or score a trained agent on the official env.")
-    p.add_argument("--env", help="pong, breakout, carracing or a Gymnasium id (default: the one best.pt "
-                   "was trained on; picks the env when --ckpt is a run folder)")
-    p.add_argument("--ckpt", required=True, help="an agent bundle (best.pt), an env folder or a run folder")
-    p.add_argument("--episodes", type=_positive_int, default=1)
-    p.add_argument("--seed", type=_positive_int, default=FINAL_SEED_START,
-                   help=f"episode i uses seed S+i (default {FINAL_SEED_START})")
-    p.add_argument("--headless", action="store_true", help="never open a window")
-    p.add_argument("--record", metavar="FILE", help="write a video (.mp4, .avi or .gif)")
-    p.add_argument("--fps", type=float, default=60.0,
-                   help="env steps a second shown or recorded (an agent that holds each action for "
-                        "k steps shows one frame in k)")
-    p.add_argument("--max-steps", type=_positive_int, default=0, help="cap on an episode (0 = the env's own)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    p.add_argument("--dream", action="store_true",
-                   help="play inside the world model M (from the first real frame) instead of the env")
-    p.add_argument("--temperature", type=float, default=1.15,
-                   help="M's sampling temperature tau in --dream (default 1.15)")
-    p.add_argument("--json", action="store_true", help='print {"env", "episodes", "mean", "std", "scores"}')
+    p = OneLineParser(prog="wm-play", description="Watch, record or score a trained agent on the official env.",
+                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=PLAY_EXAMPLES)
+    what = p.add_argument_group("what to play")
+    what.add_argument("--ckpt", required=True, metavar="PATH",
+                      help="an agent bundle (best.pt), an env folder or a run folder")
+    what.add_argument("--env", help="pong, breakout, carracing or a Gymnasium id (default: the one best.pt "
+                      "was trained on; picks the env when --ckpt is a run folder)")
+    what.add_argument("--episodes", type=_positive_int, default=1, metavar="N", help="episodes to play (default 1)")
+    what.add_argument("--seed", type=_positive_int, default=FINAL_SEED_START, metavar="S",
+                      help=f"episode i uses seed S+i (default {FINAL_SEED_START}, the final evaluation's)")
+    what.add_argument("--max-steps", type=_positive_int, default=0, metavar="N",
+                      help="cap on an episode (default 0 = the env's own end)")
+    what.add_argument("--dream", action="store_true",
+                      help="play inside the world model M (from the first real frame) instead of the env")
+    what.add_argument("--temperature", type=float, default=1.15, metavar="TAU",
+                      help="M's sampling temperature in --dream (default 1.15)")
+    output = p.add_argument_group("output")
+    output.add_argument("--record", metavar="FILE", help="write a video: .mp4 (H.264), .avi or .gif (default: none)")
+    output.add_argument("--json", action="store_true", help='print {"env", "episodes", "mean", "std", "scores"}')
+    viewing = p.add_argument_group("viewing")
+    viewing.add_argument("--headless", action="store_true", help="never open a window (default: a window "
+                         "where a display is reachable)")
+    viewing.add_argument("--fps", type=float, default=60.0,
+                         help="env steps a second shown or recorded (default 60; an agent that holds each "
+                              "action for k steps shows one frame in k)")
+    hardware = p.add_argument_group("hardware")
+    hardware.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                          help="where V, M and C run (default auto)")
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
 
     def go():
