@@ -180,3 +180,21 @@ def test_from_with_two_rounds_leaves_the_source_unchanged(tmp_path, cli):
     assert _tree_hash(src) == before
     assert list((out / "pong" / "data").glob("round1/ep_*.npz"))  # round 1's rollouts are this run's own
     assert not any(p.is_symlink() for p in (out / "pong" / "data").rglob("round1/*"))
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_a_lock_file_that_is_a_link_or_a_fifo_is_refused_and_its_target_untouched(tmp_path, shared):
+    from worldmodels.errors import RunFolderError
+    from worldmodels.runfolder import LOCK_NAME, RunLock
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    for name, make, needle in (("link", lambda p: p.symlink_to(victim), "is a symbolic link"),
+                               ("dangling", lambda p: p.symlink_to(tmp_path / "made"), "is a symbolic link"),
+                               ("fifo", os.mkfifo, "is not a regular file")):
+        folder = tmp_path / name
+        folder.mkdir()
+        make(folder / LOCK_NAME)
+        with pytest.raises(RunFolderError, match=needle) as exc:  # a FIFO must not block either
+            RunLock(folder, shared=shared).acquire(["wm-train"])
+        assert "\n" not in str(exc.value)
+    assert victim.read_text() == "precious\n" and not (tmp_path / "made").exists()

@@ -18,10 +18,12 @@ trained on meanwhile, and a SRC that is being trained is refused. Nothing is wri
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
 import socket
+import stat
 import sys
 import time
 from pathlib import Path
@@ -203,13 +205,9 @@ class RunLock:
         self.fd: int | None = None
 
     def acquire(self, command: list[str] | None = None) -> RunLock:
-        if self.shared:
-            try:
-                fd = os.open(self.path, os.O_RDONLY)  # reading SRC changes nothing in it
-            except FileNotFoundError:
-                return self  # no trainer of this version has held SRC: nothing to wait for
-        else:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = self._open()
+        if fd is None:
+            return self  # no trainer of this version has held SRC: nothing to wait for
         try:
             fcntl.flock(fd, (fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -231,6 +229,27 @@ class RunLock:
             os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
         self.fd = fd
         return self
+
+    def _open(self) -> int | None:
+        """The lock file, never through a link: a crafted folder whose lock file is a link (or a
+        FIFO, a device) would have the trainer empty and write whatever it points to. None: a
+        shared lock on a folder without one."""
+        flags = (os.O_RDONLY if self.shared else os.O_RDWR | os.O_CREAT) | os.O_NOFOLLOW | os.O_NONBLOCK
+        try:
+            fd = os.open(self.path, flags, 0o644)
+        except FileNotFoundError:
+            if self.shared:  # reading SRC changes nothing in it
+                return None
+            raise
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:  # O_NOFOLLOW met a symbolic link
+                raise RunFolderError(f"{self.path} is a symbolic link, not a lock file; wm-train writes "
+                                     "nothing through it: remove it (or choose another folder)") from None
+            raise
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise RunFolderError(f"{self.path} is not a regular file; remove it (or choose another folder)")
+        return fd
 
     def release(self) -> None:
         if self.fd is None:
