@@ -1,4 +1,4 @@
-"""Validated loads of torch files, the signed resume state and the self-contained agent bundle."""
+"""Validated loads of torch files, rollouts, the signed resume state and the agent bundle."""
 from __future__ import annotations
 
 import hashlib
@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import CheckpointError, UserError
+from .errors import CheckpointError, RunFolderError, UserError
 from .fileio import atomic_write_bytes
 
 BUNDLE_FORMAT = "worldmodels-agent"
@@ -24,6 +24,25 @@ def save_npz(path: str | Path, **arrays: np.ndarray) -> None:
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
     atomic_write_bytes(path, buf.getvalue())
+
+
+def load_arrays(path: str | Path, keys: tuple[str, ...] | list[str], what: str = "rollout") -> dict[str, np.ndarray]:
+    """The named arrays of an .npz written by save_npz, read whole (no pickles). A truncated,
+    corrupt (zip CRC) or incomplete file is one RunFolderError line naming it."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            missing = [k for k in keys if k not in data.files]
+            if missing:
+                raise RunFolderError(f"{path}: damaged {what} file (no '{missing[0]}' array); "
+                                     "restore it, or rerun with --restart to make the data again")
+            return {k: data[k] for k in keys}
+    except RunFolderError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - BadZipFile, CRC or zlib errors, EOF, bad .npy header, ...
+        reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+        raise RunFolderError(f"{path}: damaged {what} file ({reason}); it may be truncated or corrupt: "
+                             "restore it, or rerun with --restart to make the data again") from None
 
 
 def save_torch(path: str | Path, obj: Any) -> None:

@@ -7,15 +7,14 @@ import os
 import numpy as np
 
 from ..agent import TRAIN_SEED_END, Agent
-from ..checkpoint import load_bundle
+from ..checkpoint import load_arrays, load_bundle
 from ..engine.policies import ExplorePolicy, Recorder
 from ..engine.rollout import Episode, LaneEngine
 from .base import StepReport
 
 
 def rollout_length(path) -> int:
-    with np.load(path) as data:
-        return int(data["rewards"].shape[0])
+    return int(load_arrays(path, ("rewards",))["rewards"].shape[0])
 
 
 def _seeds(cfg, round_: int, stream: int, n: int) -> np.ndarray:

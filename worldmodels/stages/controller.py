@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ..agent import TRAIN_SEED_END
+from ..checkpoint import load_arrays
 from ..engine.dream import done_threshold_for, dream_returns
 from ..engine.rollout import Episode, LaneEngine
 from ..errors import UserError
@@ -68,9 +69,9 @@ def dream_starts(ctx) -> tuple[torch.Tensor, bool]:
     if cached is None or cached[0] != ctx.round:  # each round encodes its own data
         firsts, ends = [], False
         for path in sorted(ctx.files.encodings(ctx.round).glob("*.npz")):
-            with np.load(path) as data:
-                firsts.append(data["mu"][:1].astype(np.float32))
-                ends = ends or bool(np.any(data["terminated"]))
+            data = load_arrays(path, ("mu", "terminated"), "encoded rollout")
+            firsts.append(data["mu"][:1].astype(np.float32))
+            ends = ends or bool(np.any(data["terminated"]))
         if not firsts:
             raise UserError(f"dream training needs encoded rollouts in {ctx.files.encodings(ctx.round)}; "
                             "run the encode stage")
@@ -92,9 +93,9 @@ def feature_stats(ctx, agent, max_rollouts: int = 64) -> tuple[np.ndarray, np.nd
     device = next(agent.mdnrnn.parameters()).device
     feats = []
     for i in spread(len(files), max_rollouts):
-        with np.load(files[i]) as data:
-            a = torch.as_tensor(data["actions"].astype(np.float32), device=device)  # M's encoding
-            z = torch.as_tensor(data["mu"][:len(a)].astype(np.float32), device=device)  # frames C acted on
+        data = load_arrays(files[i], ("actions", "mu"), "encoded rollout")
+        a = torch.as_tensor(data["actions"].astype(np.float32), device=device)  # M's encoding
+        z = torch.as_tensor(data["mu"][:len(a)].astype(np.float32), device=device)  # frames C acted on
         h = z[:, :0]  # no h when C does not see it
         if agent.use_h:
             out, _ = agent.mdnrnn.lstm(torch.cat([z, a], dim=-1).unsqueeze(0))

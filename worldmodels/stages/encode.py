@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..checkpoint import load_torch, save_npz
+from ..checkpoint import load_arrays, load_torch, save_npz
 from ..errors import UserError
 from ..models.controller import action_to_model_input
 from ..models.vae import ConvVAE, frames_to_tensor
@@ -32,9 +32,8 @@ def run(ctx):
     for index, path in enumerate(files):
         target = out / f"{path.parent.name}_{path.name}"
         if not target.exists():
-            with np.load(path) as data:
-                obs, actions = data["obs"], data["actions"]
-                rewards, terminated = data["rewards"], data["terminated"]
+            data = load_arrays(path, ("obs", "actions", "rewards", "terminated"))
+            obs, actions, rewards, terminated = data["obs"], data["actions"], data["rewards"], data["terminated"]
             mus, logvars = [], []
             for b in range(0, len(obs), 256):
                 mu, logvar = vae.encode(frames_to_tensor(obs[b:b + 256], ctx.device))

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from ..checkpoint import save_torch
+from ..checkpoint import load_arrays, save_torch
 from ..errors import UserError
 from ..models.mdnrnn import MDNRNN, gmm_nll
 from .base import StepReport, resume_training, seed_torch
@@ -20,9 +20,9 @@ def load_encoded(ctx) -> list[dict]:
                         "run the encode stage first")
     out = []
     for path in files:
-        with np.load(path) as data:
-            if len(data["rewards"]) >= 1:
-                out.append({k: data[k] for k in ("mu", "logvar", "actions", "rewards", "terminated")})
+        data = load_arrays(path, ("mu", "logvar", "actions", "rewards", "terminated"), "encoded rollout")
+        if len(data["rewards"]) >= 1:
+            out.append(data)
     return out
 
 

@@ -8,15 +8,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..checkpoint import save_npz, save_torch
+from ..checkpoint import load_arrays, save_npz, save_torch
 from ..errors import UserError
 from ..models.vae import ConvVAE, frames_to_tensor, motion_weights, object_weights, vae_loss
 from .base import StepReport, resume_training, seed_torch
 
 
 def load_obs(path: Path) -> np.ndarray:
-    with np.load(path) as data:
-        return data["obs"]
+    return load_arrays(path, ("obs",))["obs"]
 
 
 def frame_batches(files: list[Path], batch_size: int, files_at_once: int, rng: np.random.Generator,
@@ -47,8 +46,7 @@ def frame_batches(files: list[Path], batch_size: int, files_at_once: int, rng: n
 def count_frames(files: list[Path]) -> int:
     total = 0
     for path in files:
-        with np.load(path) as data:
-            total += int(data["rewards"].shape[0]) + 1
+        total += int(load_arrays(path, ("rewards",))["rewards"].shape[0]) + 1
     return total
 
 
