@@ -2,21 +2,44 @@
 flipped byte, a folder that turns read-only while the previous state is kept, and best.pt files
 built to break wm-play and the final evaluation. Each is one error line (exit 2 from the CLI),
 never a traceback, and a resume file falls back to the previous one where that one is good."""
+import errno
+import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 
-from worldmodels.checkpoint import load_arrays, save_npz
+from worldmodels.checkpoint import (
+    load_arrays,
+    load_state,
+    load_torch_state,
+    save_npz,
+    save_state,
+    save_torch_state,
+)
+from worldmodels.cli import _run_guarded
 from worldmodels.config import build_config
 from worldmodels.curriculum import Run
-from worldmodels.errors import RunFolderError
+from worldmodels.errors import CheckpointError, RunFolderError, UserError
+from worldmodels.runfolder import EnvFolder
+from worldmodels.stages.base import resume_training
 
 
 def one_line(text: str) -> str:
     lines = [line for line in text.strip().splitlines() if line.strip()]
     assert len(lines) == 1 and "Traceback" not in text, text
     return lines[0]
+
+
+def flip_byte_in(path: Path, needle: bytes) -> None:
+    """Flip one bit inside the first occurrence of `needle` (a tensor's or array's raw bytes)."""
+    data = bytearray(path.read_bytes())
+    at = data.find(needle)
+    assert at >= 0
+    data[at + len(needle) // 2] ^= 0x10
+    path.write_bytes(bytes(data))
 
 
 # -- (a) rollouts ----------------------------------------------------------------------------------
@@ -65,3 +88,82 @@ def test_truncated_rollout_stops_wm_train_with_one_line(tmp_path, cli):
     assert "Traceback" not in proc.stderr
     errors = [line for line in proc.stderr.splitlines() if "error:" in line]
     assert len(errors) == 1 and str(victim) in errors[0] and "damaged rollout" in errors[0], proc.stderr[-3000:]
+
+
+# -- (b) resume files: *_state.pt ------------------------------------------------------------------
+MARK = np.float32(1234.5678)
+
+
+def epoch_state(epoch: int) -> dict:
+    return {"round": 0, "epoch": epoch, "model": {"w": torch.full((64,), float(MARK) + epoch)},
+            "optimizer": {}}
+
+
+def test_flipped_byte_in_a_pt_state_falls_back_to_prev(tmp_path):
+    path = tmp_path / "vae_state.pt"
+    save_torch_state(path, epoch_state(0))
+    save_torch_state(path, epoch_state(1))
+    assert load_torch_state(path, "VAE state")["epoch"] == 1
+    flip_byte_in(path, np.full(8, MARK + 1, np.float32).tobytes())  # one of epoch 1's weights
+    logged = []
+    state = load_torch_state(path, "VAE state", logged.append)
+    assert state["epoch"] == 0 and torch.equal(state["model"]["w"], epoch_state(0)["model"]["w"])
+    assert len(logged) == 1 and "checksum" in logged[0] and "falling back" in logged[0]
+
+
+def test_a_stage_resumes_from_prev_when_the_newest_pt_state_is_damaged(tmp_path):
+    env = EnvFolder(tmp_path / "pong")
+    model = torch.nn.Linear(4, 2)
+    opt = torch.optim.Adam(model.parameters())
+    for epoch in (2, 3):
+        with torch.no_grad():
+            model.weight.fill_(float(MARK) + epoch)
+        save_torch_state(env.stage_state("vae"), {"round": 0, "epoch": epoch, "model": model.state_dict(),
+                                                  "optimizer": opt.state_dict()})
+    flip_byte_in(env.stage_state("vae"), np.full(4, MARK + 3, np.float32).tobytes())
+    logged = []
+    ctx = SimpleNamespace(files=env, log=logged.append, round=0)
+    fresh = torch.nn.Linear(4, 2)
+    start = resume_training(ctx, fresh, torch.optim.Adam(fresh.parameters()), "vae", "VAE")
+    assert start == 3 and torch.all(fresh.weight == MARK + 2)  # epoch 2's weights, from the .prev file
+    assert any("falling back" in m for m in logged)
+
+
+def test_no_good_pt_state_is_refused_with_one_line(tmp_path):
+    path = tmp_path / "mdnrnn_state.pt"
+    save_torch_state(path, epoch_state(0))
+    save_torch_state(path, epoch_state(1))
+    for p, epoch in ((path, 1), (path.with_name(path.name + ".prev"), 0)):
+        flip_byte_in(p, np.full(8, MARK + epoch, np.float32).tobytes())
+    with pytest.raises(CheckpointError) as info:
+        load_torch_state(path, "MDN-RNN state")
+    message = one_line(str(info.value))
+    assert str(path) in message and "--restart" in message
+    assert load_torch_state(tmp_path / "absent_state.pt", "VAE state") is None  # none yet: start at 0
+
+
+def read_only_replace(real=os.replace):
+    def replace(src, dst, *args, **kwargs):
+        if str(dst).endswith(".prev"):
+            raise OSError(errno.EROFS, "Read-only file system")
+        return real(src, dst, *args, **kwargs)
+    return replace
+
+
+@pytest.mark.parametrize("kind", ["pt", "pkl"])
+def test_read_only_folder_when_keeping_the_previous_state_is_one_line(tmp_path, monkeypatch, capsys, kind):
+    import worldmodels.checkpoint as checkpoint
+
+    path = tmp_path / ("vae_state.pt" if kind == "pt" else "state.pkl")
+    save, load = ((save_torch_state, lambda p: load_torch_state(p, "VAE state")) if kind == "pt"
+                  else (save_state, load_state))
+    save(path, {"epoch": 4, "round": 0})
+    before = path.read_bytes()
+    monkeypatch.setattr(checkpoint.os, "replace", read_only_replace())
+    with pytest.raises(UserError) as info:
+        save(path, {"epoch": 5, "round": 0})
+    assert "Read-only file system" in one_line(str(info.value)) and "intact" in str(info.value)
+    assert _run_guarded(lambda: save(path, {"epoch": 5, "round": 0})) == 2  # the CLI's one line, exit 2
+    assert "Read-only file system" in one_line(capsys.readouterr().err)
+    monkeypatch.undo()
+    assert path.read_bytes() == before and load(path)["epoch"] == 4

@@ -1,6 +1,7 @@
 """Validated loads of torch files, rollouts, the signed resume state and the agent bundle."""
 from __future__ import annotations
 
+import errno
 import hashlib
 import hmac
 import io
@@ -59,6 +60,9 @@ def load_torch(path: str | Path, what: str = "checkpoint") -> Any:
     if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; anything else is damaged or foreign
         raise CheckpointError(f"{path} is not a readable {what} (not a torch checkpoint archive); "
                               "it may be truncated or corrupt")
+    bad = _bad_member(path)
+    if bad:
+        raise CheckpointError(f"{path} is not a readable {what} ({bad}); it is corrupt")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -70,25 +74,61 @@ def load_torch(path: str | Path, what: str = "checkpoint") -> Any:
                               "it may be truncated or corrupt") from None
 
 
+def _bad_member(path: Path) -> str | None:
+    """The zip's own checksums: every member of a torch file carries a CRC-32, which torch.load
+    does not check (a flipped byte in a tensor loads silently). None when all match."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except Exception as exc:  # noqa: BLE001 - BadZipFile, zlib errors, a damaged header, ...
+        return f"{type(exc).__name__}: {str(exc)[:100]}"
+    return f"checksum mismatch in {bad}" if bad else None
+
+
+def _keep_previous(path: Path) -> None:
+    """<name> -> <name>.prev before a new <name> is written; a folder that turned read-only (or
+    any other OSError) is the same one line as a failed write, and the files stay as they were."""
+    if not path.exists():
+        return
+    try:
+        os.replace(path, path.with_name(path.name + ".prev"))
+    except OSError as exc:  # the same line as fileio.atomic_write_bytes's
+        what = "free some space" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "make it writable"
+        raise UserError(f"cannot write {path}: {exc.strerror or exc}; {what} or choose another folder; "
+                        "earlier files are intact") from None
+
+
 def save_torch_state(path: str | Path, state: dict) -> None:
     """Epoch state (tensors and plain values): the previous one is kept as <name>.prev."""
     path = Path(path)
-    if path.exists():
-        os.replace(path, path.with_name(path.name + ".prev"))
+    _keep_previous(path)
     save_torch(path, state)
 
 
 def load_torch_state(path: str | Path, what: str, log=None) -> dict | None:
-    """The newest readable epoch state; a corrupt newest file falls back to the previous one."""
+    """The newest epoch state whose checksums match; a corrupt newest file falls back to the
+    previous one. None when there is neither; CheckpointError when they are all damaged."""
     path = Path(path)
+    found = []
     for candidate in (path, path.with_name(path.name + ".prev")):
         if not candidate.exists():
             continue
+        found.append(candidate)
         try:
-            return load_torch(candidate, what)
+            state = load_torch(candidate, what)
         except CheckpointError as exc:
             if log is not None:
                 log(f"{exc}; falling back to the previous checkpoint")
+            continue
+        if not isinstance(state, dict):
+            if log is not None:
+                log(f"{candidate} is not a {what}; falling back to the previous checkpoint")
+            continue
+        return state
+    if found:
+        raise CheckpointError(f"{' and '.join(str(c) for c in found)}: no readable {what} (damaged); "
+                              f"delete {'them' if len(found) > 1 else 'it'} to train this stage from "
+                              "its start, or rerun with --restart")
     return None
 
 
@@ -141,8 +181,7 @@ def save_state(path: str | Path, state: dict) -> None:
     """Keep the previous good state as <name>.prev, then write the new one, signed, atomically."""
     path = Path(path)
     payload = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
-    if path.exists():
-        os.replace(path, path.with_name(path.name + ".prev"))
+    _keep_previous(path)
     atomic_write_bytes(path, STATE_MAGIC + _mac(payload) + b"\n" + payload)
 
 
