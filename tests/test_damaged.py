@@ -11,17 +11,21 @@ import numpy as np
 import pytest
 import torch
 
+from worldmodels.agent import Agent
 from worldmodels.checkpoint import (
     load_arrays,
+    load_bundle,
     load_state,
     load_torch_state,
     save_npz,
     save_state,
+    save_torch,
     save_torch_state,
 )
-from worldmodels.cli import _run_guarded
+from worldmodels.cli import _run_guarded, play_main
 from worldmodels.config import build_config
 from worldmodels.curriculum import Run
+from worldmodels.envs import probe_spec
 from worldmodels.errors import CheckpointError, RunFolderError, UserError
 from worldmodels.runfolder import EnvFolder
 from worldmodels.stages.base import resume_training
@@ -167,3 +171,98 @@ def test_read_only_folder_when_keeping_the_previous_state_is_one_line(tmp_path, 
     assert "Read-only file system" in one_line(capsys.readouterr().err)
     monkeypatch.undo()
     assert path.read_bytes() == before and load(path)["epoch"] == 4
+
+
+# -- (c) hostile best.pt ---------------------------------------------------------------------------
+def pong_bundle() -> dict:
+    torch.manual_seed(0)
+    agent = Agent.build(probe_spec("ALE/Pong-v5"), z_dim=8, hidden=16, gaussians=2)
+    params = np.random.default_rng(0).normal(0, 1, agent.controller.n_params).astype(np.float32)
+    return agent.bundle(params, {"snapshot": {"gen": 1, "mean": -21.0}, "final": None}, {"seed": 0, "gen": 1})
+
+
+def wrong_shape(b):
+    b["vae"]["state_dict"]["fc_mu.weight"] = torch.zeros(3, 1024)
+
+
+def nan_weight(b):
+    b["mdnrnn"]["state_dict"]["lstm.weight_hh_l0"][0, 0] = float("nan")
+
+
+def inf_param(b):
+    b["controller"]["params"][0] = float("inf")
+
+
+def huge_z(b):
+    b["vae"]["z_dim"] = 10**8
+
+
+def huge_hidden(b):
+    b["mdnrnn"]["hidden"] = 10**7
+
+
+def huge_action_dim(b):
+    b["env"]["action_dim"] = 10**9
+
+
+def lying_action_space(b):
+    """A Pong agent that says Pong has 5 actions, its tensors made to agree."""
+    agent = Agent.build(probe_spec("ALE/Pong-v5"), z_dim=8, hidden=16, gaussians=2)
+    spec = agent.spec
+    spec.action_dim = 5
+    liar = Agent.build(spec, z_dim=8, hidden=16, gaussians=2)
+    b.update(liar.bundle(np.zeros(liar.controller.n_params, np.float32), {}, {}))
+
+
+def short_params(b):
+    b["controller"]["params"] = b["controller"]["params"][:-1]
+
+
+def missing_tensor(b):
+    del b["mdnrnn"]["state_dict"]["head.bias"]
+
+
+HOSTILE = {"shape": (wrong_shape, "fc_mu.weight"), "nan": (nan_weight, "NaN"), "inf": (inf_param, "inf"),
+           "z_dim": (huge_z, "vae.z_dim"), "hidden": (huge_hidden, "mdnrnn.hidden"),
+           "action_dim": (huge_action_dim, "action_dim"), "actions": (lying_action_space, "action space"),
+           "params": (short_params, "controller.params"), "missing": (missing_tensor, "head.bias")}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE))
+def test_hostile_best_pt_is_one_line_and_exit_2_in_wm_play(tmp_path, capsys, monkeypatch, case):
+    damage, word = HOSTILE[case]
+    bundle = pong_bundle()
+    damage(bundle)
+    path = tmp_path / "agent" / "best.pt"
+    save_torch(path, bundle)
+    built = []
+    real_build = Agent.build.__func__
+    monkeypatch.setattr(Agent, "build", classmethod(lambda cls, *a, **k: built.append(a) or real_build(cls, *a, **k)))
+    code = play_main(["--ckpt", str(path), "--episodes", "1", "--headless", "--max-steps", "5"])
+    message = one_line(capsys.readouterr().err)
+    assert code == 2 and ": error: " in message and str(path) in message and word in message
+    assert not built  # refused before any network was built
+
+
+def test_a_best_pt_of_another_env_in_an_env_folder_is_refused(tmp_path, capsys):
+    run = tmp_path / "run"
+    save_torch(run / "breakout" / "best.pt", pong_bundle())  # a Pong agent put in Breakout's folder
+    for ckpt in (run / "breakout", run / "breakout" / "best.pt", run):
+        code = play_main(["--ckpt", str(ckpt), "--episodes", "1", "--headless", "--max-steps", "5"])
+        message = one_line(capsys.readouterr().err)
+        assert code == 2 and "ALE/Pong-v5" in message and "breakout" in message, (ckpt, message)
+    # the final evaluation of wm-train (Breakout's env folder) refuses it before any episode
+    from worldmodels.selection import final_evaluation
+
+    ctx = SimpleNamespace(files=EnvFolder(run / "breakout"), spec=probe_spec("ALE/Breakout-v5"), manifest={},
+                          log=lambda m: None)
+    with pytest.raises(CheckpointError, match="agent for ALE/Pong-v5, not ALE/Breakout-v5"):
+        final_evaluation(ctx, 2)
+
+
+def test_best_pt_of_today_still_plays(tmp_path, capsys):
+    path = tmp_path / "run" / "pong" / "best.pt"
+    save_torch(path, pong_bundle())
+    assert play_main(["--ckpt", str(path.parent), "--episodes", "1", "--headless", "--max-steps", "5"]) == 0
+    agent, params = Agent.from_bundle(load_bundle(path), path, expect=probe_spec("ALE/Pong-v5"))
+    assert agent.vae.z_dim == 8 and params.shape == (agent.controller.n_params,)

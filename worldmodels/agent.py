@@ -1,24 +1,28 @@
 """The agent = V + M + C for one env: build it, bundle it, evaluate it on the official env."""
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
 
 from .checkpoint import BUNDLE_FORMAT, BUNDLE_VERSION
+from .config import RANGES
 from .engine.policies import WorldModelPolicy
 from .engine.rollout import Episode, LaneEngine
 from .envs import EnvSpec
-from .errors import Interrupted
+from .errors import CheckpointError, Interrupted
 from .models.controller import Controller, ControllerInputs
 from .models.mdnrnn import MDNRNN
 from .models.vae import ConvVAE
 from .seeds import CONFIRM_SEED_START, FINAL_SEED_START, PICK_SEED_START, SNAPSHOT_SEED_START, TRAIN_SEED_END  # noqa: F401 - re-exported: the seed ranges live where the CLI can import them cheaply
 
 EVAL_LANES = 16  # fixed, so the final eval and wm-play batch alike and give the same numbers
+MAX_ACTION_DIM = 1024  # a box's size or a discrete env's action count (Atari: 18)
+MAX_CROP = 10**4  # pixels: a crop box's edges
 
 
 def resolve_device(name: str) -> torch.device:
@@ -89,8 +93,12 @@ class Agent:
         }
 
     @classmethod
-    def from_bundle(cls, bundle: dict) -> tuple[Agent, np.ndarray]:
-        spec = EnvSpec.from_dict(bundle["env"])
+    def from_bundle(cls, bundle: dict, source: object = "best.pt",
+                    expect: EnvSpec | None = None) -> tuple[Agent, np.ndarray]:
+        """The agent and C's parameters of a bundle (load_bundle's). Every size, shape and value
+        is checked first (check_bundle): a damaged or hostile file is one CheckpointError line
+        naming `source`, before any network is built. expect: the env it must act in."""
+        spec = check_bundle(bundle, source, expect)
         c = bundle["controller"]  # dz, prev_actions and hidden are absent from older bundles: linear on [z, h]
         inputs = ControllerInputs(bool(c["use_h"]), bool(c.get("dz", False)), int(c.get("prev_actions", 0)))
         agent = cls.build(spec, bundle["vae"]["z_dim"], bundle["mdnrnn"]["hidden"],
@@ -99,6 +107,135 @@ class Agent:
         agent.mdnrnn.load_state_dict(bundle["mdnrnn"]["state_dict"])
         agent.m_saw_ends = bundle["mdnrnn"].get("saw_ends")
         return agent, bundle["controller"]["params"].numpy()
+
+
+# -- checking a bundle before anything is built ------------------------------------------------
+def _size(section: dict, key: str, range_key: str, where: str, default: int | None = None) -> int:
+    value = section.get(key, default)
+    low, high = RANGES[range_key]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{where}.{key} is {value!r}, not a whole number")
+    if not low <= value <= high:
+        raise ValueError(f"{where}.{key} = {value:,} is out of range ({low:,} to {high:,})")
+    return value
+
+
+def _flag(section: dict, key: str, where: str, default: bool | None = None) -> bool:
+    value = section.get(key, default)
+    if not isinstance(value, bool):
+        raise ValueError(f"{where}.{key} is {value!r}, not true or false")
+    return value
+
+
+def _check_spec(data: dict, expect: EnvSpec | None) -> EnvSpec:
+    names = {f.name for f in fields(EnvSpec)}
+    unknown = [k for k in data if k not in names]
+    if unknown:
+        raise ValueError(f"env.{str(unknown[0])[:60]} is not an env setting")
+    try:
+        spec = EnvSpec.from_dict(data)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ValueError(f"env section: {str(exc)[:120]}") from None
+    if not isinstance(spec.id, str) or not isinstance(spec.slug, str):
+        raise ValueError("env.id and env.slug must be names")
+    if spec.action_kind not in ("discrete", "box"):
+        raise ValueError(f"env.action_kind is {spec.action_kind!r}, not discrete or box")
+    dim = spec.action_dim
+    if isinstance(dim, bool) or not isinstance(dim, int) or not 1 <= dim <= MAX_ACTION_DIM:
+        raise ValueError(f"env.action_dim is {dim!r}, not a whole number from 1 to {MAX_ACTION_DIM}")
+    bounds = (spec.low, spec.high)
+    if not all(isinstance(b, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                           and math.isfinite(v) for v in b) for b in bounds):
+        raise ValueError("env.low and env.high must be lists of finite numbers")
+    if spec.action_kind == "box" and not (len(spec.low) == len(spec.high) == dim
+                                          and all(lo <= hi for lo, hi in zip(*bounds))):
+        raise ValueError(f"env.low and env.high must hold {dim} bounds each, low <= high")
+    if spec.crop is not None and not (len(spec.crop) == 4 and all(0 <= v <= MAX_CROP for v in spec.crop)
+                                      and spec.crop[0] < spec.crop[1] and spec.crop[2] < spec.crop[3]):
+        raise ValueError(f"env.crop {spec.crop!r} is not a box (top < bottom, left < right)")
+    if not isinstance(spec.dilate, bool):
+        raise ValueError(f"env.dilate is {spec.dilate!r}, not true or false")
+    if spec.target is not None and (isinstance(spec.target, bool) or not isinstance(spec.target, (int, float))
+                                    or not math.isfinite(spec.target)):
+        raise ValueError(f"env.target is {spec.target!r}, not a finite number")
+    fire = spec.fire_action
+    if fire is not None and (isinstance(fire, bool) or not isinstance(fire, int) or not 0 <= fire < dim):
+        raise ValueError(f"env.fire_action is {fire!r}, not an action of the env")
+    _size({"action_repeat": spec.action_repeat}, "action_repeat", "action_repeat", "env")
+    if expect is not None:
+        if spec.id != expect.id:
+            raise ValueError(f"it is an agent for {spec.id}, not {expect.id}")
+        mine = (spec.action_kind, spec.action_dim, [float(v) for v in spec.low], [float(v) for v in spec.high])
+        theirs = (expect.action_kind, expect.action_dim, [float(v) for v in expect.low],
+                  [float(v) for v in expect.high])
+        if mine != theirs:
+            raise ValueError(f"its action space ({spec.action_kind}, {spec.action_dim}) is not the one of "
+                             f"{expect.id} ({expect.action_kind}, {expect.action_dim})")
+    return spec
+
+
+def _check_weights(state: object, model: torch.nn.Module, where: str) -> None:
+    """state: exactly the tensors `model` (built on the meta device: no memory) has, with its
+    shapes, floating point and finite."""
+    if not isinstance(state, dict):
+        raise ValueError(f"{where}.state_dict is not a mapping of tensors")
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    extra = [k for k in state if k not in expected]
+    if missing or extra:
+        what = f"lacks '{missing[0]}'" if missing else f"has an unknown tensor '{str(extra[0])[:60]}'"
+        raise ValueError(f"{where}.state_dict {what}")
+    for key, ref in expected.items():
+        value = state[key]
+        if not isinstance(value, torch.Tensor) or not value.is_floating_point():
+            raise ValueError(f"{where}.state_dict['{key}'] is not a floating-point tensor")
+        if tuple(value.shape) != tuple(ref.shape):
+            raise ValueError(f"{where}.state_dict['{key}'] has shape {tuple(value.shape)}, "
+                             f"not {tuple(ref.shape)}")
+        if not bool(torch.isfinite(value).all()):
+            raise ValueError(f"{where}.state_dict['{key}'] holds NaN or inf")
+
+
+def check_bundle(bundle: dict, source: object = "best.pt", expect: EnvSpec | None = None) -> EnvSpec:
+    """Everything Agent.from_bundle relies on, checked before it allocates anything: the env
+    section (and, given `expect`, that it is that env), the declared sizes within the config's
+    ranges, every tensor's name, shape and finiteness against the networks built on torch's
+    meta device, and C's parameters. Returns the EnvSpec; CheckpointError naming `source`."""
+    try:
+        for key in ("env", "vae", "mdnrnn", "controller"):
+            if not isinstance(bundle.get(key), dict):
+                raise ValueError(f"no '{key}' section")
+        spec = _check_spec(bundle["env"], expect)
+        v, m, c = bundle["vae"], bundle["mdnrnn"], bundle["controller"]
+        z_dim = _size(v, "z_dim", "vae.z_dim", "vae")
+        hidden = _size(m, "hidden", "mdnrnn.hidden", "mdnrnn")
+        gaussians = _size(m, "gaussians", "mdnrnn.gaussians", "mdnrnn")
+        if m.get("action_dim", spec.action_dim) != spec.action_dim:
+            raise ValueError(f"mdnrnn.action_dim {m.get('action_dim')!r} is not env.action_dim {spec.action_dim}")
+        if m.get("saw_ends") not in (None, True, False):
+            raise ValueError(f"mdnrnn.saw_ends is {m.get('saw_ends')!r}, not true, false or absent")
+        inputs = ControllerInputs(_flag(c, "use_h", "controller"), _flag(c, "dz", "controller", False),
+                                  _size(c, "prev_actions", "controller.prev_actions", "controller", 0))
+        c_hidden = _size(c, "hidden", "controller.hidden", "controller", 0)
+        in_dim = inputs.dim(z_dim, hidden, spec.action_dim)
+        if c.get("in_dim", in_dim) != in_dim:
+            raise ValueError(f"controller.in_dim {c.get('in_dim')!r} does not match its inputs ({in_dim})")
+        with torch.device("meta"):
+            vae, mdnrnn = ConvVAE(z_dim), MDNRNN(z_dim, spec.action_dim, hidden, gaussians)
+        _check_weights(v.get("state_dict"), vae, "vae")
+        _check_weights(m.get("state_dict"), mdnrnn, "mdnrnn")
+        n_params = Controller(in_dim, spec.action_kind, spec.action_dim, spec.low, spec.high,
+                              hidden=c_hidden).n_params
+        params = c.get("params")
+        if not isinstance(params, torch.Tensor) or not params.is_floating_point():
+            raise ValueError("controller.params is not a floating-point tensor")
+        if tuple(params.shape) != (n_params,):
+            raise ValueError(f"controller.params has shape {tuple(params.shape)}, not ({n_params},)")
+        if not bool(torch.isfinite(params).all()):
+            raise ValueError("controller.params holds NaN or inf")
+    except ValueError as exc:
+        raise CheckpointError(f"{source} is not a usable agent: {exc}; use a best.pt written by wm-train") from None
+    return spec
 
 
 def _cpu(state: dict) -> dict:

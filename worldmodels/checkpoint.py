@@ -247,7 +247,9 @@ def load_state(path: str | Path, log=None, trust: bool = False) -> dict | None:
 
 
 # -- the agent bundle --------------------------------------------------------------------------
-def load_bundle(path: str | Path) -> dict:
+def load_bundle(path: str | Path, env_id: str | None = None) -> dict:
+    """best.pt's plain structure (Agent.from_bundle checks the sizes, shapes and values);
+    env_id: the env the agent must be for (an env folder's, or --env)."""
     bundle = load_torch(path, "agent checkpoint")
     if not isinstance(bundle, dict) or bundle.get("format") != BUNDLE_FORMAT:
         raise CheckpointError(f"{path} is not a worldmodels agent (best.pt from wm-train)")
@@ -257,4 +259,16 @@ def load_bundle(path: str | Path) -> dict:
     for key in ("env", "vae", "mdnrnn", "controller"):
         if key not in bundle:
             raise CheckpointError(f"{path} is incomplete: no '{key}' section")
+        if not isinstance(bundle[key], dict):
+            raise CheckpointError(f"{path} is damaged: its '{key}' section is not a mapping")
+    for key in ("eval", "provenance"):
+        if bundle.get(key) is None:
+            bundle[key] = {}
+        if not isinstance(bundle[key], dict):
+            raise CheckpointError(f"{path} is damaged: its '{key}' section is not a mapping")
+    found = bundle["env"].get("id")
+    if not isinstance(found, str):
+        raise CheckpointError(f"{path} is damaged: it names no env id")
+    if env_id is not None and found != env_id:
+        raise CheckpointError(f"{path} is an agent for {found}, not {env_id}")
     return bundle

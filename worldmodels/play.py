@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
+import gymnasium as gym
 import numpy as np
 import torch
 
@@ -24,12 +25,12 @@ from .agent import Agent, evaluate, resolve_device
 from .checkpoint import load_bundle
 from .engine.dream import done_threshold_for
 from .engine.rollout import Episode, torch_threads
-from .envs import make_env, preprocess, resolve_env_ids
+from .envs import SLUGS, make_env, preprocess, probe_spec, register_all, resolve_env_ids, slug
 from .errors import CheckpointError, UserError
 from .models.controller import InputState
 from .models.mdnrnn import sample_z
 from .models.vae import frames_to_tensor
-from .runfolder import EnvFolder, RunFolder
+from .runfolder import RUN_YAML, EnvFolder, RunFolder
 
 WINDOW = "worldmodels"
 CANVAS_H = 480  # composed frame: 480 high, at least 640 wide (the window at least 600 x 400)
@@ -107,11 +108,27 @@ def load_agent_for(env: str | None, ckpt: str, device) -> tuple[Agent, np.ndarra
     if not path.exists():
         raise CheckpointError(f"checkpoint not found: {ckpt}; pass the best.pt of a wm-train run "
                               "(e.g. checkpoints/carracing/best.pt) or its run folder")
-    bundle = load_bundle(path)
-    if env_id is not None and bundle["env"]["id"] != env_id:
-        raise CheckpointError(f"{path} is an agent for {bundle['env']['id']}, not {env_id}")
-    agent, params = Agent.from_bundle(bundle)
+    bundle = load_bundle(path, env_id)
+    found = bundle["env"]["id"]
+    folder = folder_env(path)
+    if folder is not None and slug(found) != folder:
+        raise CheckpointError(f"{path} is an agent for {found}, but it lies in the env folder of {folder}; "
+                              "it was put there by hand: pass it as a file, or its own run's best.pt")
+    register_all()
+    if found not in gym.registry:
+        raise CheckpointError(f"{path} is an agent for '{found[:80]}', an env that Gymnasium does not know")
+    agent, params = Agent.from_bundle(bundle, path, expect=probe_spec(found))
     return agent.to(device), params
+
+
+def folder_env(path: Path) -> str | None:
+    """The env (slug) whose folder holds this best.pt when that folder is a run's env folder (a
+    manifest, a run.yaml above it, or the name of a curriculum env), else None."""
+    folder = path.resolve().parent
+    if (folder.name in SLUGS.values() or (folder / "manifest.json").is_file()
+            or (folder.parent / RUN_YAML).is_file()):
+        return folder.name
+    return None
 
 
 # -- drawing -----------------------------------------------------------------------------------
@@ -477,7 +494,7 @@ def record_bundle(ckpt: Path, video: Path, max_steps: int, device, seed: int,
     """One episode of an agent bundle on the official env, recorded as wm-play --record does,
     capped at max_steps env steps; written to a temp file and moved to `video` when whole.
     Returns the episode's score (None when abort() stopped it; then no video is written)."""
-    agent, params = Agent.from_bundle(load_bundle(ckpt))
+    agent, params = Agent.from_bundle(load_bundle(ckpt), ckpt)
     agent = agent.to(device)
     tmp = video.with_name(f".{video.stem}.tmp{video.suffix}")
     sink = VideoSink(str(tmp), fps / agent.spec.action_repeat)

@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from .agent import CONFIRM_SEED_START, FINAL_SEED_START, PICK_SEED_START, SNAPSHOT_SEED_START, Agent
+from .agent import CONFIRM_SEED_START, FINAL_SEED_START, PICK_SEED_START, SNAPSHOT_SEED_START, Agent, check_bundle
 from .checkpoint import load_bundle, save_torch
 from .errors import Interrupted
 from .fileio import read_json, write_json
@@ -46,7 +46,8 @@ def final_evaluation(ctx, episodes: int) -> None:
     best = ctx.files.best
     if not best.exists():
         return
-    bundle = load_bundle(best)
+    bundle = load_bundle(best, ctx.spec.id)
+    agent, params = Agent.from_bundle(bundle, best, expect=ctx.spec)  # a damaged or foreign best.pt: one line
     cached = ctx.manifest.get("final_eval")
     snapshot = bundle["eval"].get("snapshot") or {}
     source = snapshot.get("source", "snapshot")  # the same gen's CMA-ES mean is other params
@@ -56,7 +57,6 @@ def final_evaluation(ctx, episodes: int) -> None:
         return
     ctx.log(f"{ctx.spec.slug}: final evaluation of best.pt over {episodes} episodes (official env, "
             f"seeds {FINAL_SEED_START}+)")
-    agent, params = Agent.from_bundle(bundle)
     try:
         result = ctx.evaluate(params, episodes, FINAL_SEED_START, agent=agent)
     except Interrupted:
@@ -140,8 +140,8 @@ class Selection:
         best = ctx.files.best
         if not best.exists():
             return []
-        bundle = load_bundle(best)
-        agent, params = Agent.from_bundle(bundle)
+        bundle = load_bundle(best, ctx.spec.id)
+        agent, params = Agent.from_bundle(bundle, best, expect=ctx.spec)
         snap = bundle["eval"].get("snapshot") or {}
         found = [{"label": f"best.pt (gen {snap.get('gen')})", "gen": snap.get("gen"),
                   "source": snap.get("source", "snapshot"), "agent": agent, "params": params}]
@@ -167,7 +167,8 @@ class Selection:
         last_gen = None if self.center is None else self.center["gen"]
         if path.exists() and read_json(path).get("last_gen") == last_gen and ctx.files.best.exists():
             # done for this round's generations (a rerun of a finished run): best.pt holds the pick
-            bundle = load_bundle(ctx.files.best)
+            bundle = load_bundle(ctx.files.best, ctx.spec.id)
+            check_bundle(bundle, ctx.files.best, expect=ctx.spec)
             self.best = bundle["eval"]["snapshot"]
             self.best_params = [float(v) for v in bundle["controller"]["params"]]
             ctx.best_eval = self.best
@@ -196,7 +197,7 @@ class Selection:
         if won > 0:  # best.pt holds V and M of the round its controller was trained in
             write_best(ctx, f["params"], self.best, f["gen"])
         else:
-            bundle = load_bundle(ctx.files.best)
+            bundle = load_bundle(ctx.files.best, ctx.spec.id)
             bundle["eval"]["snapshot"] = dict(bundle["eval"].get("snapshot") or {}, **self.best)
             save_torch(ctx.files.best, bundle)
         write_json(path, {

@@ -65,7 +65,7 @@ def run(ctx):
     if ctx.round == 0 or not best.exists():
         inner = ExplorePolicy(ctx.spec, lanes, cfg.collect.policy)
     else:  # best.pt carries the V and M its controller was trained with, whatever round that was
-        agent, params = Agent.from_bundle(load_bundle(best))
+        agent, params = Agent.from_bundle(load_bundle(best, ctx.spec.id), best, expect=ctx.spec)
         inner = agent.to(ctx.device).policy(params.reshape(1, -1), lanes, ctx.device, noise=cfg.collect.noise)
     writers = min(8, max(1, (os.cpu_count() or 2) // 4))
     recorder = Recorder(inner, lanes, lambda ep: out / f"ep_{ep.tag:06d}.npz", writers=writers)
