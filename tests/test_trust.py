@@ -198,3 +198,16 @@ def test_a_lock_file_that_is_a_link_or_a_fifo_is_refused_and_its_target_untouche
             RunLock(folder, shared=shared).acquire(["wm-train"])
         assert "\n" not in str(exc.value)
     assert victim.read_text() == "precious\n" and not (tmp_path / "made").exists()
+
+
+def test_from_links_what_a_killed_attempt_left_unlinked(tmp_path):
+    from worldmodels.curriculum import link_files
+    src, ours = tmp_path / "src" / "data", tmp_path / "run" / "data"
+    (src / "round0").mkdir(parents=True)
+    for i in range(3):
+        (src / "round0" / f"ep_{i}.npz").write_bytes(b"%d" % i)
+    link_files(src, ours)
+    (ours / "round0" / "ep_2.npz").unlink()  # killed before its link was made
+    link_files(src, ours)  # the rerun links the rest and keeps what is there
+    assert sorted(p.name for p in (ours / "round0").iterdir()) == ["ep_0.npz", "ep_1.npz", "ep_2.npz"]
+    assert all(p.is_symlink() for p in (ours / "round0").iterdir())

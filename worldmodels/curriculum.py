@@ -22,7 +22,7 @@ from .engine.backends import make_backend
 from .engine.rollout import LaneEngine
 from .envs import probe_spec, renderer_used, resolve_env_ids, with_action_repeat
 from .errors import ConfigError, Interrupted, RunFolderError, UserError
-from .fileio import atomic_write_text, read_json
+from .fileio import STORAGE_ERRNOS, atomic_copy, atomic_write_text, read_json, refuse_links_out, write_error, writing
 from .hooks import Hook, default_hooks
 from .runfolder import LOCK_NAME, REUSED_FILES, EnvFolder, RunFolder, RunLock
 from .selection import final_evaluation
@@ -82,7 +82,9 @@ class EnvContext:
         self.run_dir = run.out
         self.files = run.folder.env(self.spec.id)
         self.env_dir = self.files.path
-        self.env_dir.mkdir(parents=True, exist_ok=True)
+        refuse_links_out(run.out, self.env_dir)
+        with writing(self.env_dir):
+            self.env_dir.mkdir(parents=True, exist_ok=True)
         self.device, self.backend, self.hooks = run.device, run.backend, run.hooks
         self.log = run.log
         self.round, self.stage = 0, None
@@ -327,6 +329,11 @@ class Run:
             kept = sorted(p.name for p in out.iterdir() if p.name != LOCK_NAME)
             if kept:
                 self.log(f"--restart: kept what wm-train did not write: {', '.join(kept)}")
+        # No write of this run may follow a link out of the folder (a crafted env folder or
+        # report/ that links elsewhere): refused before anything is written.
+        for folder in [self.folder.env(e).path for e in self.env_ids] + [self.folder.report_dir,
+                                                                          self.folder.tensorboard]:
+            refuse_links_out(out, folder)
         if not restart:  # a foreign resume state is refused before this run writes anything
             for env_id in self.env_ids:
                 check_state(self.folder.env(env_id).controller_state, self.trust)
@@ -350,6 +357,12 @@ class Run:
     def run(self) -> dict:
         try:
             return self._run()
+        except OSError as exc:
+            # A write that no helper guards (a full disk, a folder turned read-only) is one line
+            # too; the files written before it are intact (every write replaces a file whole).
+            if exc.errno in STORAGE_ERRNOS:
+                raise write_error(exc.filename or self.out, exc) from None
+            raise
         finally:
             self.interrupt.uninstall()
             self.close()
@@ -472,11 +485,11 @@ def reuse_from(ctx: EnvContext, source: Path) -> None:
     manifest = src.read_manifest()
     done = {r["stage"] for r in manifest["records"] if r["round"] == 0}
     for theirs, ours in ((src.data, ctx.files.data), (src.encoded, ctx.files.encoded)):
-        if theirs.exists() and not ours.exists():
+        if theirs.exists():  # (an attempt killed mid-way linked some: the rest are linked now)
             link_files(theirs.resolve(), ours)
     for name in REUSED_FILES:
         if (src.path / name).exists():
-            shutil.copy2(src.path / name, ctx.env_dir / name)
+            atomic_copy(src.path / name, ctx.env_dir / name)
     for stage in ("collect", "vae", "encode", "mdnrnn"):
         if stage in done:
             ctx.record_stage(stage, reused_from=str(source.resolve()))
@@ -493,12 +506,14 @@ def link_files(source: Path, target: Path) -> None:
     """target: real folders like source's, each file a symlink to source's. Files this run
     writes (a later round's rollouts, encodings) land in its own folders, and every write
     replaces a path atomically (a link included) rather than writing through it, so nothing
-    under source changes."""
+    under source changes. Links already there are kept."""
     for folder, _dirs, files in os.walk(source):
         here = target / Path(folder).relative_to(source)
-        here.mkdir(parents=True, exist_ok=True)
-        for name in files:
-            (here / name).symlink_to(Path(folder) / name)
+        with writing(here):
+            here.mkdir(parents=True, exist_ok=True)
+            for name in files:
+                if not os.path.lexists(here / name):
+                    (here / name).symlink_to(Path(folder) / name)
 
 
 def env_matcher(env_id: str):

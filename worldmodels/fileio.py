@@ -7,16 +7,39 @@ the viewers import this module.
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .errors import RunFolderError, UserError
+
+# errno values that mean the storage refuses writes (not a bug): read-only, full, over quota.
+STORAGE_ERRNOS = (errno.EROFS, errno.ENOSPC, errno.EDQUOT)
+
+
+def write_error(path: str | Path, exc: OSError) -> UserError:
+    """The one line for a write that failed (a full disk, a folder turned read-only)."""
+    full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    what = "free some space" if full else "make it writable"
+    return UserError(f"cannot write {path}: {exc.strerror or exc}; {what} or choose another folder; "
+                     "earlier files are intact")
+
+
+@contextmanager
+def writing(path: str | Path):
+    """Around a write that is not atomic_write_bytes (mkdir, unlink, a link, a copy): an OSError
+    in it becomes write_error's one line (UserError) instead of a traceback."""
+    try:
+        yield
+    except OSError as exc:
+        raise write_error(path, exc) from None
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -26,7 +49,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as exc:
-        raise UserError(f"cannot write in {path.parent}: {exc.strerror}; choose a writable folder") from None
+        raise write_error(path, exc) from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -35,9 +58,50 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; run folders are read by other tools and users
         os.replace(tmp, path)
     except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise UserError(f"cannot write {path}: {exc.strerror}; free some space or choose another folder; "
-                        "earlier files are intact") from None
+        try:
+            Path(tmp).unlink(missing_ok=True)
+        except OSError:
+            pass  # e.g. the folder turned read-only: the temp file stays, --restart removes it
+        raise write_error(path, exc) from None
+
+
+def atomic_copy(source: str | Path, target: str | Path) -> None:
+    """Copy a file whole or not at all (atomic_write_bytes), keeping its times as shutil.copy2
+    does. A target that is a link is replaced, never written through."""
+    source = Path(source)
+    try:
+        data, st = source.read_bytes(), source.stat()
+    except OSError as exc:
+        raise RunFolderError(f"{source}: cannot read ({exc.strerror or exc})") from None
+    atomic_write_bytes(target, data)
+    with writing(target):
+        os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def refuse_links_out(root: str | Path, folder: str | Path) -> None:
+    """A folder under a run folder `root` that wm-train writes in must not lead out of it: neither
+    `folder` (nor a folder between root and it) nor any folder inside it may be a symbolic link to
+    a place outside root. A crafted run folder could otherwise have a trainer or wm-report write
+    (or empty) files anywhere the user may write. RunFolderError with one line naming the link."""
+    root, folder = Path(root), Path(folder)
+    inside = root.resolve()
+
+    def check(path: Path) -> None:
+        if path.is_symlink():
+            target = path.resolve()
+            if not target.is_relative_to(inside):
+                raise RunFolderError(f"{path} is a symbolic link to {target}, outside the run folder {root}; "
+                                     "nothing is written through it: replace it with a folder (or choose "
+                                     "another folder)")
+
+    path = root
+    for part in folder.relative_to(root).parts:
+        path = path / part
+        check(path)
+    if folder.is_dir():
+        for here, dirs, _files in os.walk(folder):  # links to folders are listed, not followed
+            for name in dirs:
+                check(Path(here) / name)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

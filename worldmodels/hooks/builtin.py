@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..checkpoint import save_state, save_torch_state
-from ..fileio import read_csv_rows, write_csv_rows, write_json
+from ..fileio import read_csv_rows, write_csv_rows, write_json, writing
 from ..selection import Selection, keep_best
 from .base import Hook
 
@@ -250,7 +250,8 @@ class ArtifactWriter(Hook):
         if stage == "controller":
             for gen, snap in ctx.files.snapshots():
                 if gen > keep_upto:
-                    snap.unlink()
+                    with writing(snap):
+                        snap.unlink(missing_ok=True)
             saved = (ctx.resume_state or {}).get("metrics")
             if saved is not None and not any(int(r[key]) == keep_upto for r in rows):
                 self.write_step(ctx, stage, keep_upto, saved)
