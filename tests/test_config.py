@@ -182,11 +182,41 @@ def test_resume_compares_each_envs_own_settings():
     ("controller.max_rewards=-1", "'controller.max_rewards' must be 0 to"),
     ("max_env_steps=-5", "'max_env_steps' must be 0 to"),
     ("env_overrides.pong.controller.hidden=99999", "env_overrides.pong: config key 'controller.hidden'"),
+    # each key within its range, together far past any memory (space-separated: several --set items)
+    ("vae.z_dim=4096 mdnrnn.hidden=16384 mdnrnn.gaussians=256", "training M would need about 1,078 GiB"),
+    ("mdnrnn.seq_len=100000 mdnrnn.batch_size=65536", "training M would need"),
+    ("vae.batch_size=65536", "training V would need"),
+    ("controller.hidden=4096 mdnrnn.hidden=16384 controller.pop_size=1000", "training C would need"),
+    ("env_overrides.pong.vae.z_dim=4096 env_overrides.pong.mdnrnn.gaussians=256",
+     "env_overrides.pong: training M would need"),
 ])
 def test_out_of_range_values_are_one_config_error(item, needle):
     with pytest.raises(ConfigError) as exc:
-        build_config(["quick"], [item])
+        build_config(["quick"], item.split())
     assert needle in str(exc.value) and "\n" not in str(exc.value)
+
+
+@pytest.mark.parametrize("sets", [[], ["vae.z_dim=1", "mdnrnn.hidden=3", "mdnrnn.gaussians=1"],
+                                  ["controller.hidden=7", "controller.dz=true", "controller.prev_actions=2"],
+                                  ["controller.use_h=false"]])
+def test_the_size_check_counts_the_models_parameters(sets):
+    from worldmodels.agent import Agent
+    from worldmodels.config import model_sizes
+    from worldmodels.envs import probe_spec
+    cfg = build_config(["quick"], sets)
+    spec = probe_spec("ALE/Pong-v5")
+    agent = Agent.build_for(spec, cfg.vae.z_dim, cfg.mdnrnn.hidden, cfg.mdnrnn.gaussians, cfg.controller)
+    counts = {"V": sum(p.numel() for p in agent.vae.parameters()),
+              "M": sum(p.numel() for p in agent.mdnrnn.parameters()), "C": agent.controller.n_params}
+    assert model_sizes(cfg, spec.action_dim) == counts
+
+
+def test_a_config_too_large_for_memory_is_refused_before_any_work(tmp_path, cli):
+    out = tmp_path / "run"
+    proc = cli("wm-train", "--config", "smoke", "--envs", "pong", "--set", "vae.z_dim=4096", "--set",
+               "mdnrnn.hidden=16384", "--set", "mdnrnn.gaussians=256", "--out", out, check=2)
+    assert proc.stderr.strip().count("\n") == 0 and "training M would need" in proc.stderr
+    assert not out.exists()
 
 
 def test_every_numeric_key_has_a_range():

@@ -538,8 +538,66 @@ def check_ranges(cfg: TrainConfig) -> None:
             raise ConfigError(f"config key '{key}' must be {_fmt(low)} to {_fmt(high)}, got {value!r}")
 
 
+# Keys are range-checked one at a time (RANGES); their products are checked here: V, M and C's
+# parameter counts and the memory of each stage's largest step, estimated from the config alone
+# (coarsely: the weights with Adam's state, a batch's activations, CMA-ES's population), must
+# stay under MEMORY_LIMIT. The bundled recipes need under 4 GiB (paper's M, the largest); a
+# config past the limit would run out of memory after collect, so it is one error line before
+# any work.
+MEMORY_LIMIT = 64 * 2**30
+ACTION_DIM_BOUND = 18  # the largest action vector of the envs (Atari's full set, one-hot)
+_VAE_CONVS = (3 * 32 * 16 + 32 + 32 * 64 * 16 + 64 + 64 * 128 * 16 + 128 + 128 * 256 * 16 + 256
+              + 1024 * 128 * 25 + 128 + 128 * 64 * 25 + 64 + 64 * 32 * 36 + 32 + 32 * 3 * 36 + 3)
+_VAE_FLOATS_PER_FRAME = 2 * (64 * 64 * 3 + 32 * 31 * 31 + 64 * 14 * 14 + 128 * 6 * 6 + 256 * 2 * 2 + 1024
+                             + 128 * 5 * 5 + 64 * 13 * 13 + 32 * 30 * 30 + 64 * 64 * 3)  # outputs and ReLUs
+CMA_FULL_MAX = 2000  # CMA-ES keeps a full covariance up to this many parameters (stages/controller.py)
+
+
+def model_sizes(cfg: TrainConfig, action_dim: int = ACTION_DIM_BOUND) -> dict[str, int]:
+    """Parameters of V, M and C as cfg builds them (models/*.py) for an env with action_dim."""
+    z, h, g, c = cfg.vae.z_dim, cfg.mdnrnn.hidden, cfg.mdnrnn.gaussians, cfg.controller
+    c_in = z * (2 if c.dz else 1) + (h if c.use_h else 0) + c.prev_actions * action_dim
+    layers = [(c.hidden, c_in), (action_dim, c.hidden)] if c.hidden else [(action_dim, c_in)]
+    return {
+        "V": _VAE_CONVS + 2 * (1024 * z + z) + z * 1024 + 1024,
+        "M": 4 * h * (z + action_dim) + 4 * h * h + 8 * h + (h + 1) * (3 * z * g + 2),
+        "C": sum(o * i + o for o, i in layers),
+    }
+
+
+def memory_needs(cfg: TrainConfig) -> list[tuple[str, int, str]]:
+    """(what, bytes, the keys behind it) for each stage's largest step, float32 tensors."""
+    n = model_sizes(cfg)
+    z, g, m = cfg.vae.z_dim, cfg.mdnrnn.gaussians, cfg.mdnrnn
+    adam = 16  # weights, gradients and Adam's two moments: 4 floats of 4 bytes a parameter
+    # M's step: the LSTM's gates and states and the mixture's outputs with gmm_nll's temporaries
+    # (about 6 tensors of [B, T, z, G]), kept for the backward pass.
+    per_step = 6 * m.hidden + 6 * 3 * z * g
+    pop = cfg.controller.pop_size
+    cma = 8 * pop * n["C"] * 3 + (8 * 3 * n["C"] ** 2 if n["C"] <= CMA_FULL_MAX else 8 * 4 * n["C"])
+    return [
+        ("training V", adam * n["V"] + 4 * 2 * cfg.vae.batch_size * _VAE_FLOATS_PER_FRAME,
+         f"{n['V']:,} parameters, from vae.z_dim, vae.batch_size"),
+        ("training M", adam * n["M"] + 4 * 2 * m.batch_size * m.seq_len * per_step,
+         f"{n['M']:,} parameters, from vae.z_dim, mdnrnn.hidden, mdnrnn.gaussians, mdnrnn.batch_size, "
+         "mdnrnn.seq_len"),
+        ("training C", 4 * (n["V"] + n["M"]) + cma + 4 * pop * n["C"],
+         f"{n['C']:,} parameters x {pop} candidates, from vae.z_dim, mdnrnn.hidden, controller.hidden, "
+         "controller.pop_size"),
+    ]
+
+
+def check_sizes(cfg: TrainConfig) -> None:
+    """Every stage's memory estimate under MEMORY_LIMIT; the first over it is one error line."""
+    for what, need, why in memory_needs(cfg):
+        if need > MEMORY_LIMIT:
+            raise ConfigError(f"{what} would need about {need / 2**30:,.0f} GiB ({why}), more than the "
+                              f"{MEMORY_LIMIT // 2**30} GiB a run may ask for; lower those keys")
+
+
 def validate(cfg: TrainConfig) -> None:
     check_ranges(cfg)
+    check_sizes(cfg)
     checks = [
         (cfg.device in ("auto", "cpu", "cuda") or cfg.device.startswith("cuda:"),
          "device must be auto, cpu or cuda"),
