@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from worldmodels.errors import RunFolderError, UserError
-from worldmodels.report import _read_csv, format_table, load_run, summary_rows, write_report
+from worldmodels.report import format_table, load_run, read_csv, summary_rows, write_report
 
 PONG = {
     "id": "ALE/Pong-v5", "slug": "pong", "target": 18.0, "status": "solved",
@@ -294,11 +294,11 @@ def test_summary_rows_and_table_on_raw_results():
 
 
 def test_a_best_snapshot_off_the_official_renderer_says_so():
-    from worldmodels.report import _fmt_best
+    from worldmodels.report import fmt_best
 
-    assert _fmt_best({"gen": 7, "mean": 301.25, "renderer": "fast"}) == "301.25 (gen 7, fast renderer)"
-    assert _fmt_best({"gen": 7, "mean": 301.25, "renderer": "official"}) == "301.25 (gen 7)"
-    assert _fmt_best({"mean": 3.0}) == "3.00"
+    assert fmt_best({"gen": 7, "mean": 301.25, "renderer": "fast"}) == "301.25 (gen 7, fast renderer)"
+    assert fmt_best({"gen": 7, "mean": 301.25, "renderer": "official"}) == "301.25 (gen 7)"
+    assert fmt_best({"mean": 3.0}) == "3.00"
 
 
 def test_a_damaged_metrics_line_keeps_the_rows_before_it_and_the_report(tmp_path):
@@ -308,12 +308,12 @@ def test_a_damaged_metrics_line_keeps_the_rows_before_it_and_the_report(tmp_path
         f.write('5,"' + "x" * 200_000)  # an over-long field with no end: csv.Error in the reader
     write_report(run_dir)
     _assert_png_ok(run_dir / "report" / "pong_fitness.png")
-    assert len(_read_csv(run_dir / "pong" / "metrics.csv")[1]) == 5
+    assert len(read_csv(run_dir / "pong" / "metrics.csv")[1]) == 5
 
 
 def test_loss_rows_of_later_rounds_follow_the_earlier_rounds_on_the_axis():
-    from worldmodels.report import _run_epochs
+    from worldmodels.report import run_epochs
 
     rows = [{"round": r, "epoch": e} for r in (0.0, 1.0) for e in (0.0, 1.0, 2.0)]
-    assert _run_epochs(rows) == [0, 1, 2, 3, 4, 5]
-    assert _run_epochs([{"epoch": 0.0}, {"epoch": 1.0}]) == [0, 1]  # files from before the round column
+    assert run_epochs(rows) == [0, 1, 2, 3, 4, 5]
+    assert run_epochs([{"epoch": 0.0}, {"epoch": 1.0}]) == [0, 1]  # files from before the round column

@@ -257,24 +257,48 @@ def train_main(argv: list[str] | None = None) -> int:
 # -- wm-report -------------------------------------------------------------------------------
 REPORT_EXAMPLES = """examples:
   wm-report checkpoints/              tables, plots and report.md under checkpoints/report/
-  wm-report runs/smoke --json         the same, and curriculum_results.json as the last line"""
+  wm-report runs/smoke --json         the same, and curriculum_results.json as the last line
+  wm-report runs/s0 runs/s1 runs/s2 --out paper/   runs of one recipe (seeds): mean ± std, IQM with
+                                      a bootstrap interval, curves with a band over the runs
+  wm-report checkpoints/ --x gens     curves against generations (steps: env steps; wall: wall-clock)"""
 
 
 def report_main(argv: list[str] | None = None) -> int:
-    p = OneLineParser(prog="wm-report", description="Turn a run folder into tables and plots (DIR/report/).",
+    p = OneLineParser(prog="wm-report", description="Turn run folders into tables and plots: one run into DIR/report/, "
+                      "several runs of one recipe (their run.yaml differ only in the seed) into --out.",
                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=REPORT_EXAMPLES)
-    p.add_argument("dir", help="a run folder written by wm-train (finished or in progress)")
-    p.add_argument("--json", action="store_true", help="print curriculum_results.json as one line at the end")
+    what = p.add_argument_group("what to report")
+    what.add_argument("dirs", nargs="+", metavar="DIR",
+                      help="run folders written by wm-train (finished or in progress)")
+    output = p.add_argument_group("output")
+    output.add_argument("--out", metavar="OUT", help="the report folder (default: DIR/report for one run; "
+                        "needed for several)")
+    output.add_argument("--json", action="store_true", help="print the results as one JSON line at the end "
+                        "(one run: its curriculum_results.json; several: the table's rows)")
+    plots = p.add_argument_group("plots")
+    plots.add_argument("--x", choices=("steps", "gens", "wall"), default="steps",
+                       help="the curves' x axis: env steps, generations or the controller's wall-clock "
+                       "(default: steps)")
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
 
     def go():
-        from .report import load_run, write_report
+        from .report import load_run, load_runs, runs_table, write_report, write_runs_report
+        from .runfolder import RunFolder
 
-        table = write_report(args.dir)
+        several = len(args.dirs) > 1
+        if several and not args.out:
+            raise UserError(f"{len(args.dirs)} run folders need --out, the folder for their report")
+        if several:
+            table = write_runs_report(args.dirs, args.out, x=args.x)
+        else:
+            table = write_report(args.dirs[0], out=args.out, x=args.x)
         print(table)
-        print(f"report written to {Path(args.dir) / 'report'}", file=sys.stderr)
-        if args.json:
-            run = load_run(args.dir)
+        out = Path(args.out) if args.out else RunFolder(Path(args.dirs[0])).report_dir
+        print(f"report written to {out}", file=sys.stderr)
+        if args.json and several:
+            print(json.dumps({"runs": args.dirs, "envs": runs_table(load_runs(args.dirs))[0].rows()}))
+        elif args.json:
+            run = load_run(args.dirs[0])
             print(json.dumps({"version": run["version"], "updated": run["updated"], "envs": run["envs"]}))
         return 0
 
