@@ -471,39 +471,6 @@ def test_tensorboard_missing_is_a_clear_error(monkeypatch):
                                "pip install 'worldmodels[tensorboard]'")
 
 
-def test_tensorboard_writes_scalars(tmp_path):
-    pytest.importorskip("tensorboard")
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    from worldmodels.hooks.tensorboard import TensorBoardLogger
-
-    hook = TensorBoardLogger()
-    ctx = fake_ctx(tmp_path / "run" / "pong")
-    hook.on_run_start(SimpleNamespace(out=ctx.run_dir))
-    hook.on_env_start(ctx)
-    for epoch, loss in enumerate((3.0, 2.0)):
-        hook.on_step_end(ctx, "vae", SimpleNamespace(index=epoch, metrics={"epoch": epoch, "loss": loss, "recon": loss,
-                                                                            "kl": 0.5}))
-    hook.on_step_end(ctx, "mdnrnn", SimpleNamespace(index=0, metrics={"epoch": 0, "loss": 1.5, "gmm": 1.0,
-                                                                      "reward": 0.1, "done": 0.2}))
-    for gen in range(3):
-        metrics = {"gen": gen, "best_fitness": -20.0 + gen, "mean_fitness": -21.0 + gen, "steps_per_s": 1000.0}
-        if gen % 2 == 0:
-            metrics["eval"] = {"mean": -19.0 + gen, "std": 1.0}
-        hook.on_step_end(ctx, "controller", SimpleNamespace(index=gen, metrics=metrics))
-    hook.on_env_end(ctx)
-    hook.on_run_end(None)
-    acc = EventAccumulator(str(tmp_path / "run" / "tensorboard" / "pong"))
-    acc.Reload()
-    scalars = {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
-    assert scalars["controller/best_fitness"] == [(0, -20.0), (1, -19.0), (2, -18.0)]
-    assert scalars["controller/mean_fitness"] == [(0, -21.0), (1, -20.0), (2, -19.0)]
-    assert scalars["controller/steps_per_s"][-1] == (2, 1000.0)
-    assert scalars["eval/mean"] == [(0, -19.0), (2, -17.0)]
-    assert scalars["vae/loss"] == [(0, 3.0), (1, 2.0)]
-    assert [v for _, v in scalars["mdnrnn/loss"]] == [1.5]
-
-
 def test_play_finds_the_agent_without_env_in_a_file_an_env_folder_or_a_run_folder(tmp_path, cli):
     from worldmodels.play import play
 

@@ -1,9 +1,14 @@
 """wm-train --tensorboard: scalars for TensorBoard in <run_dir>/tensorboard/<slug>.
 
-controller/best_fitness, controller/mean_fitness, controller/steps_per_s and, at eval
-snapshots, eval/mean (+ eval/std) against the generation; vae/loss, vae/recon, vae/kl and
-mdnrnn/loss, mdnrnn/gmm, mdnrnn/reward, mdnrnn/done against the epoch (round r > 0 of V and M
-under vae/round<r>/..., since epochs restart at 0 each round).
+Against env steps (the env's env-step counter, collection included, as in metrics.csv):
+collect/rollouts; controller/best_fitness, mean_fitness, std_fitness, sigma, steps_per_s and
+generation; at eval snapshots eval/mean and eval/std; at the env's end eval/final_mean and
+eval/final_std (best.pt's final score). V and M train on collected frames, so env steps stand
+still while they do: vae/loss, vae/recon, vae/kl and mdnrnn/loss, gmm, reward, done are against
+the epoch (round r > 0 under vae/round<r>/..., since epochs restart at 0 each round).
+
+The env's config (env_overrides applied, flattened to dotted keys) and the recipe are written
+as hyperparameters for TensorBoard's HParams dashboard, with the eval scalars as its metrics.
 """
 from __future__ import annotations
 
@@ -20,6 +25,34 @@ log = logging.getLogger("worldmodels")
 MISSING = "--tensorboard needs the tensorboard package: pip install 'worldmodels[tensorboard]'"
 
 CONTROLLER_KEYS = ("best_fitness", "mean_fitness", "std_fitness", "sigma", "steps_per_s")
+HPARAM_METRICS = ("eval/mean", "eval/final_mean", "controller/mean_fitness")
+
+
+def hparams_of(cfg, recipe: dict | None = None) -> dict:
+    """A config dataclass as HParams values: dotted keys; numbers, bools and strings as they
+    are, lists joined with commas, other values as text; None left out."""
+    import dataclasses
+
+    out: dict = {}
+
+    def walk(value, prefix: str) -> None:
+        if dataclasses.is_dataclass(value):
+            value = dataclasses.asdict(value)
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, f"{prefix}{k}.")
+            return
+        key = prefix[:-1]
+        if value is None:
+            return
+        if isinstance(value, (list, tuple)):
+            value = ",".join(map(str, value))
+        out[key] = value if isinstance(value, (bool, int, float, str)) else str(value)
+
+    walk(cfg, "")
+    if isinstance(recipe, dict) and recipe.get("name"):
+        out["recipe"] = str(recipe["name"])
+    return out
 EPOCH_KEYS = {"vae": ("loss", "recon", "kl"), "mdnrnn": ("loss", "gmm", "reward", "done")}
 
 
@@ -54,6 +87,22 @@ class TensorBoardLogger(Hook):
             self.writer = self.writer_cls(log_dir=str(self.log_dir(ctx)))
         except Exception as exc:  # noqa: BLE001
             self._fail(exc)
+            return
+        try:
+            self._hparams(ctx)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("--tensorboard: no hyperparameters for %s (%s); the scalars go on", ctx.spec.slug, exc)
+
+    def _hparams(self, ctx) -> None:
+        from torch.utils.tensorboard.summary import hparams
+
+        values = hparams_of(ctx.cfg, getattr(getattr(ctx, "run", None), "recipe", None))
+        exp, ssi, _ = hparams(values, {k: 0.0 for k in HPARAM_METRICS})
+        # in this env's own folder, beside its scalars (add_hparams would make a subfolder)
+        writer = self.writer._get_file_writer()
+        writer.add_summary(exp)
+        writer.add_summary(ssi)
+        self.writer.flush()
 
     def on_step_end(self, ctx, stage, report) -> None:
         if self.writer is None:
@@ -67,25 +116,50 @@ class TensorBoardLogger(Hook):
         if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(float(value)):
             self.writer.add_scalar(tag, float(value), step)
 
+    @staticmethod
+    def env_step(ctx, metrics: dict) -> int:
+        """The env's env-step counter after this step (the row's own record of it, else ctx's)."""
+        steps = metrics.get("env_steps")
+        if isinstance(steps, (int, float)) and not isinstance(steps, bool) and math.isfinite(steps):
+            return int(steps)
+        return int(getattr(ctx, "env_steps", 0) or 0)
+
     def _write(self, ctx, stage, report) -> None:
         m = report.metrics
-        step = int(report.index)
-        if stage == "controller":
+        if stage == "collect":
+            self._scalar("collect/rollouts", m.get("rollouts"), self.env_step(ctx, m))
+            self.writer.flush()
+        elif stage == "controller":
+            step = self.env_step(ctx, m)
             for key in CONTROLLER_KEYS:
                 if key in m:
                     self._scalar(f"controller/{key}", m[key], step)
+            self._scalar("controller/generation", report.index, step)
             ev = m.get("eval")
             if isinstance(ev, dict):
                 self._scalar("eval/mean", ev.get("mean"), step)
                 self._scalar("eval/std", ev.get("std"), step)
             self.writer.flush()
         elif stage in EPOCH_KEYS:
+            epoch = int(report.index)
             round_ = int(getattr(ctx, "round", 0) or 0)
             prefix = stage if round_ == 0 else f"{stage}/round{round_}"
             for key in EPOCH_KEYS[stage]:
                 if key in m:
-                    self._scalar(f"{prefix}/{key}", m[key], step)
+                    self._scalar(f"{prefix}/{key}", m[key], epoch)
             self.writer.flush()
+
+    def _final(self, ctx) -> None:
+        final = getattr(ctx, "final_eval", None)
+        if self.writer is None or not isinstance(final, dict):
+            return
+        try:
+            step = self.env_step(ctx, {})
+            self._scalar("eval/final_mean", final.get("mean"), step)
+            self._scalar("eval/final_std", final.get("std"), step)
+            self.writer.flush()
+        except Exception as exc:  # noqa: BLE001
+            self._fail(exc)
 
     def _fail(self, exc: Exception) -> None:
         log.warning("--tensorboard: logging stopped (%s); training goes on", exc)
@@ -101,6 +175,7 @@ class TensorBoardLogger(Hook):
                 pass
 
     def on_env_end(self, ctx) -> None:
+        self._final(ctx)
         self.close()
 
     def on_exception(self, ctx, exc) -> None:
