@@ -135,9 +135,41 @@ def clean_run(tmp_path_factory):
     return out
 
 
-def _kill_when(out, ready):
-    proc = subprocess.Popen([sys.executable, "-m", "worldmodels.cli", "wm-train", *KILL_ARGS, "--out", str(out)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+# wm-train with a barrier: at generation 1's third batch of actions (its episodes under way, after
+# generation 0's row and snapshot) it touches argv[1] and holds there until it is killed.
+HOLD_MID_GENERATION = """
+import sys, time
+from pathlib import Path
+from worldmodels.engine import rollout
+marker, env = Path(sys.argv[1]), Path(sys.argv[2])
+real_run = rollout.LaneEngine.run
+def run(engine, episodes, policy, *args, **kwargs):
+    metrics = env / "metrics.csv"
+    rows = len(metrics.read_text().splitlines()) if metrics.exists() else 0
+    if rows == 2 and (env / "eval" / "gen_0000.json").exists() and not marker.exists():
+        act, calls = policy.act, []
+        def act_then_hold(obs, lanes):
+            calls.append(1)
+            if len(calls) == 3:
+                marker.touch()
+                time.sleep(3600)
+            return act(obs, lanes)
+        policy.act = act_then_hold
+    return real_run(engine, episodes, policy, *args, **kwargs)
+rollout.LaneEngine.run = run
+from worldmodels.cli import train_main
+sys.argv = ["wm-train", *sys.argv[3:]]
+raise SystemExit(train_main())
+"""
+
+
+def _kill_when(out, ready, hold: str | None = None):
+    """wm-train on out, killed with -9 once ready(); hold: a barrier program (argv: its marker,
+    the env folder, wm-train's args) that holds the trainer where the kill must land."""
+    args = [*KILL_ARGS, "--out", str(out)]
+    cmd = ([sys.executable, "-c", hold, str(out.parent / "held"), str(out / "carracing"), *args] if hold
+           else [sys.executable, "-m", "worldmodels.cli", "wm-train", *args])
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 600
     while not ready():
         assert proc.poll() is None, "the run ended before it could be killed"
@@ -162,8 +194,10 @@ KILL_POINTS = {
     "collect": lambda env: len(list((env / "data" / "round0").glob("ep_*.npz"))) >= 2,
     "vae": lambda env: (env / "vae_state.pt").exists(),
     "between_generations": lambda env: _lines(env / "metrics.csv") >= 3,  # header + 2 generations
-    "mid_generation": lambda env: _lines(env / "metrics.csv") >= 2 and (env / "eval" / "gen_0000.json").exists(),
+    # held by HOLD_MID_GENERATION's barrier inside generation 1, not caught by polling
+    "mid_generation": lambda env: (env.parent.parent / "held").exists(),
 }
+HOLDS = {"mid_generation": HOLD_MID_GENERATION}
 
 
 @pytest.mark.slow
@@ -171,7 +205,9 @@ KILL_POINTS = {
 def test_kill_minus_9_then_resume_matches_an_uninterrupted_run(point, tmp_path, cli, clean_run):
     out = tmp_path / "killed"
     env = out / "carracing"
-    children = _kill_when(out, lambda: KILL_POINTS[point](env))
+    children = _kill_when(out, lambda: KILL_POINTS[point](env), HOLDS.get(point))
+    if point == "mid_generation":
+        assert _lines(env / "metrics.csv") == 2  # killed inside generation 1: only generation 0's row
     if point != "collect":
         assert children, "env workers should have been running"
     resumed = cli("wm-train", *KILL_ARGS, "--out", out, check=0)
