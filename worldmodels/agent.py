@@ -93,7 +93,7 @@ class Agent:
         }
 
     @classmethod
-    def from_bundle(cls, bundle: dict, source: object = "best.pt",
+    def from_bundle(cls, bundle: dict, source: object = "the agent bundle",
                     expect: EnvSpec | None = None) -> tuple[Agent, np.ndarray]:
         """The agent and C's parameters of a bundle (load_bundle's). Every size, shape and value
         is checked first (check_bundle): a damaged or hostile file is one CheckpointError line
@@ -196,7 +196,7 @@ def _check_weights(state: object, model: torch.nn.Module, where: str) -> None:
             raise ValueError(f"{where}.state_dict['{key}'] holds NaN or inf")
 
 
-def check_bundle(bundle: dict, source: object = "best.pt", expect: EnvSpec | None = None) -> EnvSpec:
+def check_bundle(bundle: dict, source: object = "the agent bundle", expect: EnvSpec | None = None) -> EnvSpec:
     """Everything Agent.from_bundle relies on, checked before it allocates anything: the env
     section (and, given `expect`, that it is that env), the declared sizes within the config's
     ranges, every tensor's name, shape and finiteness against the networks built on torch's

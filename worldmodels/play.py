@@ -125,7 +125,7 @@ def folder_env(path: Path) -> str | None:
     """The env (slug) whose folder holds this best.pt when that folder is a run's env folder (a
     manifest, a run.yaml above it, or the name of a curriculum env), else None."""
     folder = path.resolve().parent
-    if (folder.name in SLUGS.values() or (folder / "manifest.json").is_file()
+    if (folder.name in SLUGS.values() or EnvFolder(folder).manifest.is_file()
             or (folder.parent / RUN_YAML).is_file()):
         return folder.name
     return None
