@@ -1,4 +1,4 @@
-
+import dataclasses
 
 from worldmodels.agent import CONFIRM_SEED_START, FINAL_SEED_START, SNAPSHOT_SEED_START
 from worldmodels.config import build_config
@@ -150,7 +150,7 @@ def test_with_stop_at_target_off_a_confirmed_target_is_recorded_and_training_goe
 
     snaps = {0: 9.0, 1: 12.0, 2: 3.0}  # snapshot means of params 0..2; the target is 5
     ctx, params = _pick_ctx(tmp_path, {0: 9.0, 1: 12.0, 2: 3.0, 4: 10.0})
-    ctx.spec = type("Spec", (), {"target": 5.0, "slug": "pong"})()
+    ctx.spec = dataclasses.replace(ctx.spec, target=5.0)  # the real Pong spec, a reachable target
     ctx.status = "running"
     pick_evaluate = ctx.evaluate
     ctx.calls = []
