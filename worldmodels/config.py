@@ -42,12 +42,13 @@ class VAEConfig:
     z_dim: int = 32
     """Size of the latent z."""
     epochs: int = 5
-    """Passes over the collected frames (5 fit V in ~10-25 min on 2 cores)."""
+    """Passes over the collected frames."""
     finetune_epochs: int = -1
     """Epochs in rounds after the first, which start from the previous round's V and train on all
     the data so far (about twice round 0's in round 1). -1 = `epochs`; 0 keeps round 0's V as it
     is, so z keeps its meaning for the controller (only M learns from the new data)."""
     batch_size: int = 64
+    """Frames per V step; a GPU takes larger batches at little cost a batch."""
     lr: float = 5e-4
     """Adam's step; with few epochs a larger step than the paper's 1e-4."""
     kl_tolerance: float = 0.5
@@ -57,12 +58,12 @@ class VAEConfig:
     1 + object_weight in the reconstruction loss, so V keeps the 1-2 pixel ball. 0 = plain L2."""
     motion_weight: float = 50.0
     """Atari only: pixels that differ from the previous frame of the same rollout (the ball, a
-    moving paddle) weigh motion_weight more, on top of object_weight. Breakout's V kept the
-    bricks and lost the ball without it. 0 = off."""
+    moving paddle) weigh motion_weight more, on top of object_weight. Without it V can keep the
+    still bricks and lose the ball. 0 = off."""
     ae_warmup: int = 1000
     """Atari only: the first ae_warmup batches train V as a plain autoencoder (z = mu, no KL).
-    On Pong the sampling noise otherwise hides the small objects' gradient and V outputs the
-    mean frame for thousands of batches. 0 = a VAE from the first batch."""
+    Sampling noise can otherwise hide the small objects' gradient, and V outputs the mean
+    frame for thousands of batches. 0 = a VAE from the first batch."""
     shuffle_files: int = 32
     """Rollout files held in memory at once by the streaming loader (frames are shuffled across them)."""
 
@@ -74,10 +75,15 @@ class MDNRNNConfig:
     gaussians: int = 5
     """Mixture components per latent dimension."""
     seq_len: int = 64
+    """Transitions in each training window (random windows of the rollouts, each from a zero state)."""
     batch_size: int = 32
+    """Sequences per M step."""
     epochs: int = 10
+    """Passes over the encoded rollouts."""
     lr: float = 1e-3
+    """Adam's step."""
     grad_clip: float = 1.0
+    """Largest gradient norm of an M step."""
     reward_weight: float = 1.0
     """Weight of the reward-prediction loss (0 disables the head's loss)."""
     done_weight: float = 1.0
@@ -91,11 +97,12 @@ class ControllerConfig:
     rollouts: int = 4
     """Episodes per candidate; fitness is their mean return."""
     sigma0: float = 0.1
+    """CMA-ES's initial step size around the zero mean."""
     min_rel_step: float = 0.0
     """Floor on CMA-ES's step relative to its mean, sigma * sqrt(n) / |mean| (0 = no floor).
     For discrete actions C is argmax(W x + b): scaling every parameter changes no action, so a
     step only means something relative to |mean|. Off by default: a shrinking step is usually
-    CMA-ES converging, not stalling (docs/experiments.md)."""
+    CMA-ES converging, not stalling."""
     max_steps: int = 500
     """Cap on a training episode (env steps); a stalled controller cannot eat the budget."""
     max_rewards: int = 0
