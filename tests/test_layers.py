@@ -87,6 +87,16 @@ def test_low_layers_stay_low():
                    if m.startswith(("worldmodels.hooks", "worldmodels.stages", "worldmodels.engine")))
 
 
+def test_viewer_is_shared_and_low():
+    """wm-play and --live draw with viewer.py; it knows neither of them nor the loop."""
+    graph = import_graph()
+    assert "worldmodels.viewer" in graph["worldmodels.play"] and "worldmodels.viewer" in graph["worldmodels.hooks.live"]
+    assert "worldmodels.play" not in graph["worldmodels.hooks.live"]
+    assert not {m for m in reachable(graph, "worldmodels.viewer")
+                if m.startswith(("worldmodels.play", "worldmodels.hooks", "worldmodels.curriculum",
+                                 "worldmodels.stages", "worldmodels.selection"))}
+
+
 def test_only_selection_writes_best_pt():
     """best.pt has one writer: every save_torch call whose target names best is in selection.py,
     and selection knows nothing of the loop that calls it (no hooks, no curriculum)."""
