@@ -1,6 +1,6 @@
 """The library side of wm-play: score an agent bundle, show it in a window, record it, or let it
 play inside its own world model (--dream). What is drawn, the window and the video files are
-viewer.py's (shared with wm-train --live).
+viewer.py's (shared with wm-train --live); the dream steps are engine/dream.py's, on one lane.
 """
 from __future__ import annotations
 
@@ -16,12 +16,11 @@ import torch
 
 from .agent import Agent, evaluate, resolve_device
 from .checkpoint import load_bundle
-from .engine.dream import done_threshold_for
+from .engine.dream import done_threshold_for, dream_act, dream_step
 from .engine.rollout import torch_threads
 from .envs import SLUGS, make_env, preprocess, probe_spec, register_all, resolve_env_ids, slug
 from .errors import CheckpointError, UserError
 from .models.controller import InputState
-from .models.mdnrnn import sample_z
 from .models.vae import frames_to_tensor
 from .runfolder import RUN_YAML, EnvFolder, RunFolder
 from .viewer import (
@@ -146,7 +145,6 @@ def play_dream(agent: Agent, params: np.ndarray, episodes: int, seed: int, devic
     device = torch.device(device)
     ctrl, m = agent.controller, agent.mdnrnn
     weights = tuple(t.to(device) for t in ctrl.unflatten(np.asarray(params).reshape(1, -1)))
-    candidate = torch.zeros(1, dtype=torch.long, device=device)
     env = make_env(agent.spec, renderer="official")
     meanings = action_meanings(env)
     win = (Window(WINDOW, fps) if window is True else window) or None
@@ -157,14 +155,15 @@ def play_dream(agent: Agent, params: np.ndarray, episodes: int, seed: int, devic
             raw, _ = env.reset(seed=seed + ep)
             start = preprocess(raw, agent.spec)
             z, _ = agent.vae.encode(frames_to_tensor(start[None], device))
-            h, c = m.initial_state(1, device)
+            state = m.initial_state(1, device)
             memory = InputState(agent.inputs, 1, agent.vae.z_dim, agent.spec.action_dim, device)
             gen = torch.Generator(device=device)
             gen.manual_seed(int(seed + ep) % (2**63))
             total, finished, p_done = 0.0, False, 0.0
             for step in range(limit):
-                action = ctrl.to_env(ctrl.raw(weights, memory.features(candidate, z, h), candidate).cpu())[0]
+                c_out = dream_act(ctrl, weights, memory, z, state[0], rollouts=1)
                 if out.active:
+                    action = ctrl.to_env(c_out.cpu())[0]
                     dream = decode_image(agent, z)
                     text = [f"DREAM in M: {agent.spec.id}", f"tau {temperature:g}  episode {ep + 1}/{episodes}",
                             f"step {step}", f"dream score {total:.2f}", f"p(done) {p_done:.2f}",
@@ -172,13 +171,9 @@ def play_dream(agent: Agent, params: np.ndarray, episodes: int, seed: int, devic
                     if not out.emit(compose(dream, start, dream, text,
                                             labels=("real start frame", "dream frame (V decodes z)"))):
                         break
-                a_model = ctrl.to_model_input(np.asarray([action])).to(device)
-                memory.record(candidate, z, a_model)
-                h, c = m.step(z, a_model, (h, c))
-                mix = m.mixture(h)
+                z, state, mix = dream_step(m, ctrl, memory, z, state, c_out, temperature, gen)
                 total += float(mix.reward[0])
                 p_done = float(torch.sigmoid(mix.done_logit[0]))
-                z = sample_z(mix, temperature, gen)
                 if p_done >= done_at or step + 1 == limit:
                     finished = True
                     break
