@@ -1,6 +1,8 @@
 """The package's import graph has no cycle (module-level and function-level imports alike), and
 the low layers stay low: the run folder, files and names import no torch, no env and no stage."""
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import worldmodels
@@ -109,3 +111,14 @@ def test_only_selection_writes_best_pt():
     assert writers == {"worldmodels.selection"}
     assert not {m for m in reachable(import_graph(), "worldmodels.selection")
                 if m.startswith(("worldmodels.hooks", "worldmodels.curriculum", "worldmodels.stages"))}
+
+
+def test_importing_the_package_loads_no_renderer():
+    """`import worldmodels` (config, the CLI's parser) stays light: the CarRacing id is registered
+    by name, so pygame, Box2D and OpenCV load only when an env is made or a frame is drawn."""
+    code = ("import worldmodels, worldmodels.config, worldmodels.cli; import sys; "
+            "print(sorted(m for m in ('pygame','Box2D','cv2') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=ROOT.parent)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
