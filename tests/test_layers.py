@@ -1,6 +1,8 @@
 """The package's import graph has no cycle (module-level and function-level imports alike), and
 the low layers stay low: the run folder, files and names import no torch, no env and no stage."""
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import worldmodels
@@ -87,6 +89,16 @@ def test_low_layers_stay_low():
                    if m.startswith(("worldmodels.hooks", "worldmodels.stages", "worldmodels.engine")))
 
 
+def test_viewer_is_shared_and_low():
+    """wm-play and --live draw with viewer.py; it knows neither of them nor the loop."""
+    graph = import_graph()
+    assert "worldmodels.viewer" in graph["worldmodels.play"] and "worldmodels.viewer" in graph["worldmodels.hooks.live"]
+    assert "worldmodels.play" not in graph["worldmodels.hooks.live"]
+    assert not {m for m in reachable(graph, "worldmodels.viewer")
+                if m.startswith(("worldmodels.play", "worldmodels.hooks", "worldmodels.curriculum",
+                                 "worldmodels.stages", "worldmodels.selection"))}
+
+
 def test_only_selection_writes_best_pt():
     """best.pt has one writer: every save_torch call whose target names best is in selection.py,
     and selection knows nothing of the loop that calls it (no hooks, no curriculum)."""
@@ -99,3 +111,14 @@ def test_only_selection_writes_best_pt():
     assert writers == {"worldmodels.selection"}
     assert not {m for m in reachable(import_graph(), "worldmodels.selection")
                 if m.startswith(("worldmodels.hooks", "worldmodels.curriculum", "worldmodels.stages"))}
+
+
+def test_importing_the_package_loads_no_renderer():
+    """`import worldmodels` (config, the CLI's parser) stays light: the CarRacing id is registered
+    by name, so pygame, Box2D and OpenCV load only when an env is made or a frame is drawn."""
+    code = ("import worldmodels, worldmodels.config, worldmodels.cli; import sys; "
+            "print(sorted(m for m in ('pygame','Box2D','cv2') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=ROOT.parent)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from worldmodels import play as play_mod
+from worldmodels import viewer
 from worldmodels.agent import Agent
 from worldmodels.checkpoint import save_torch
 from worldmodels.envs import probe_spec
@@ -199,7 +200,7 @@ def test_record_gif_and_avi(pong_ckpt, tmp_path):
     from PIL import Image
 
     with Image.open(tmp_path / "out.gif") as im:
-        assert im.size[0] == play_mod.GIF_MAX_W  # the 640-wide canvas, scaled down
+        assert im.size[0] == viewer.GIF_MAX_W  # the 640-wide canvas, scaled down
     play_mod.play("pong", str(pong_ckpt), episodes=2, seed=3, headless=True, record=str(tmp_path / "out.avi"),
                   max_steps=7)
     assert count_frames(tmp_path / "out.avi") == 14
@@ -220,9 +221,9 @@ def test_without_display_plays_to_the_end_with_one_notice(cli, pong_ckpt, monkey
 def test_display_probe_never_kills_the_caller(monkeypatch):
     monkeypatch.delenv("QT_QPA_PLATFORM", raising=False)
     monkeypatch.delenv("DISPLAY", raising=False)
-    assert play_mod.display_available() is False
+    assert viewer.display_available() is False
     monkeypatch.setenv("DISPLAY", ":4711")  # nobody there: Qt aborts the probe child, not us
-    assert play_mod.display_available() is False
+    assert viewer.display_available() is False
 
 
 # -- the window ----------------------------------------------------------------------------------
@@ -259,7 +260,7 @@ class FakeGui:
         self.keys, self.waits, self.shown, self.visible = list(keys), [], 0, 1.0
         for name, fn in (("namedWindow", lambda *a: None), ("imshow", self.imshow), ("waitKey", self.wait_key),
                          ("getWindowProperty", lambda *a: self.visible), ("destroyWindow", lambda *a: None)):
-            monkeypatch.setattr(play_mod.cv2, name, fn)
+            monkeypatch.setattr(viewer.cv2, name, fn)
 
     def imshow(self, title, frame):
         self.shown += 1
@@ -273,7 +274,7 @@ def test_window_keys_pause_quit_and_pacing(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
     frame = np.zeros((480, 640, 3), np.uint8)
     gui = FakeGui(monkeypatch, [-1, ord(" "), -1, -1, ord(" "), -1, ord("q")])
-    win = play_mod.Window("t", fps=20)
+    win = viewer.Window("t", fps=20)
     assert win.show(frame)  # no key
     assert 40 <= gui.waits[0] <= 50  # paced: 1/20 s a frame
     assert win.show(frame)  # space: paused until the next space

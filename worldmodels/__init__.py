@@ -6,11 +6,9 @@ __version__ = "0.1.0"
 
 
 def _register() -> None:
-    try:
-        from .envs.carracing import register
-    except ImportError:  # pragma: no cover - optional module missing
-        return
-    register()
+    from .envs import register_carracing  # by name: no pygame, Box2D or cv2 imported here
+
+    register_carracing()
 
 
 _register()

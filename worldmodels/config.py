@@ -406,7 +406,10 @@ def _drop_keys(env_overrides: dict, dotted_keys: set[str]) -> dict:
 
 
 def effective(data: dict, matches) -> dict:
-    """A config as a flat dict for one env: its env_overrides whose name matches(name) applied."""
+    """One env's settings, the rule in one place: a config as a dict (a TrainConfig's, or a
+    run.yaml as read, of any version) with the env_overrides whose name matches(name) applied,
+    in their order; a flat dict of dotted keys, env_overrides left out. env_config is the same
+    as a TrainConfig."""
     flat = {k: v for k, v in flatten(data).items() if not k.startswith("env_overrides.")}
     for name, settings in (data.get("env_overrides") or {}).items():
         if isinstance(settings, dict) and matches(name):
@@ -415,11 +418,10 @@ def effective(data: dict, matches) -> dict:
 
 
 def env_config(cfg: TrainConfig, matches) -> TrainConfig:
-    """The config of one env: cfg with the env_overrides whose name matches(name) applied."""
-    out = copy.deepcopy(cfg)
-    for name, settings in cfg.env_overrides.items():
-        if matches(name):
-            apply_overrides(out, settings)
+    """The config of one env (effective(), type-checked as a TrainConfig); its env_overrides are
+    kept, so the result still says what differs between envs."""
+    out = from_dict(_undot(effective(to_dict(cfg), matches), prefix=""))
+    out.env_overrides = copy.deepcopy(cfg.env_overrides)
     return out
 
 

@@ -1,6 +1,8 @@
 """Environments: ids and aliases, make_env, preprocessing to 64x64, Atari FIRE handling.
 
-No torch here: environment worker processes import this module.
+No torch here: environment worker processes import this module. No cv2, pygame or Box2D at
+import either (`import worldmodels` registers the CarRacing id through this module): cv2 is
+imported where frames are resized, the CarRacing module when that env is made.
 """
 from __future__ import annotations
 
@@ -9,7 +11,6 @@ import os
 import sys
 from dataclasses import asdict, dataclass, field
 
-import cv2
 import gymnasium as gym
 import numpy as np
 
@@ -36,13 +37,25 @@ def register_all() -> None:
     import ale_py
 
     gym.register_envs(ale_py)
-    try:
-        from .carracing import register as register_carracing
-    except ImportError:  # pragma: no cover - renderer module absent
-        register_carracing = None
-    if register_carracing is not None:
-        register_carracing()
+    register_carracing()
     _registered = True
+
+
+CARRACING_ID = "worldmodels/CarRacing-v3"
+
+
+def register_carracing() -> None:
+    """Register CARRACING_ID, the official CarRacing-v3 with the project's renderers
+    (idempotent). By a string entry point: envs/carracing.py (pygame, Box2D, cv2) is imported
+    when the env is made, not here."""
+    if CARRACING_ID in gym.registry:
+        return
+    official = gym.spec("CarRacing-v3")
+    kwargs = dict(official.kwargs or {})
+    kwargs.setdefault("renderer", "fast")
+    gym.register(id=CARRACING_ID, entry_point="worldmodels.envs.carracing:CarRacing",
+                 max_episode_steps=official.max_episode_steps, reward_threshold=official.reward_threshold,
+                 kwargs=kwargs)
 
 
 def resolve_env_ids(names: list[str]) -> list[str]:
@@ -147,6 +160,8 @@ def preprocess(frame: np.ndarray, spec: EnvSpec) -> np.ndarray:
     if spec.crop is not None:
         top, bottom, left, right = spec.crop
         frame = frame[top:bottom, left:right]
+    import cv2  # here, not at the top: importing the package must not load OpenCV
+
     if spec.dilate:
         frame = cv2.dilate(frame, np.ones((3, 3), np.uint8))
     if frame.shape[0] != FRAME or frame.shape[1] != FRAME:
@@ -253,8 +268,8 @@ def make_env(spec: EnvSpec | str, renderer: str = "official", max_steps: int = 0
     register_all()
     if isinstance(spec, str):
         spec = probe_spec(spec)
-    if renderer_used(spec, renderer) != "official" and "worldmodels/CarRacing-v3" in gym.registry:
-        env = gym.make("worldmodels/CarRacing-v3", renderer=renderer)
+    if renderer_used(spec, renderer) != "official" and CARRACING_ID in gym.registry:
+        env = gym.make(CARRACING_ID, renderer=renderer)
     elif spec.id.startswith("ALE/"):
         with quiet_native_stderr():
             env = gym.make(spec.id)

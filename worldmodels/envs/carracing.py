@@ -74,10 +74,12 @@ from gymnasium.envs.box2d import car_dynamics as _cd
 from gymnasium.envs.box2d import car_racing as _cr
 from pygame import gfxdraw
 
+from . import CARRACING_ID, register_carracing
+
 __all__ = ["CarRacing", "RENDERERS", "ENV_ID", "register"]
 
 RENDERERS = ("official", "exact", "fast")
-ENV_ID = "worldmodels/CarRacing-v3"
+ENV_ID = CARRACING_ID
 
 _W = _cr.WINDOW_W  # 1000
 _H = _cr.WINDOW_H  # 800
@@ -827,19 +829,8 @@ class CarRacing(_cr.CarRacing):
 
 
 def register() -> None:
-    """Register ``worldmodels/CarRacing-v3`` (idempotent)."""
-    if ENV_ID in gymnasium.registry:
-        return
-    official = gymnasium.spec("CarRacing-v3")
-    kwargs = dict(official.kwargs or {})
-    kwargs.setdefault("renderer", "fast")
-    gymnasium.register(
-        id=ENV_ID,
-        entry_point=f"{__name__}:CarRacing",
-        max_episode_steps=official.max_episode_steps,
-        reward_threshold=official.reward_threshold,
-        kwargs=kwargs,
-    )
+    """Register ``worldmodels/CarRacing-v3`` (idempotent); see envs.register_carracing."""
+    register_carracing()
 
 
 def random_driving(seed: int, n: int) -> list[np.ndarray]:

@@ -56,7 +56,7 @@ class LiveView(Hook):
             if self.display_check is not None:
                 ok = self.display_check()
             else:
-                from ..play import display_available
+                from ..viewer import display_available
 
                 ok = display_available()
         except Exception:  # noqa: BLE001
@@ -272,7 +272,7 @@ def _child_loop(queue, parent_pid: int, fps: float) -> None:
     import torch
 
     from ..envs import make_env
-    from ..play import Window, action_meanings, compose, decode_image, describe_action, message_frame, run_episode
+    from ..viewer import Window, action_meanings, compose, decode_image, describe_action, message_frame, run_episode
 
     torch.set_num_threads(1)
     inbox = Inbox(queue, parent_pid)
