@@ -74,7 +74,8 @@ def versions() -> dict:
 
 
 class EnvContext:
-    """Everything a stage or hook needs about the env being trained, and the stop flag."""
+    """Everything a stage or hook needs about the env being trained, and the stop flag: the one
+    implementation of context.StageContext and context.HookContext."""
 
     def __init__(self, run: Run, env_id: str):
         self.run, self.cfg = run, env_config(run.cfg, env_matcher(env_id))
@@ -122,6 +123,12 @@ class EnvContext:
                                     if not (r["round"] == self.round and r["stage"] == stage)]
         self.manifest["records"].append({"round": self.round, "stage": stage, **info})
         self.save_manifest()
+
+    def stage_start_steps(self) -> int:
+        """The env-step count when this round's run of the current stage began: recorded in the
+        manifest the first time it is asked, so a stage resumed after a kill counts from there."""
+        bases = self.manifest.setdefault(f"{self.stage}_base", {})
+        return bases.setdefault(str(self.round), self.env_steps)
 
     def save_manifest(self) -> None:
         now = time.perf_counter()

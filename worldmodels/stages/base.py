@@ -5,6 +5,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..context import StageContext
+
 
 @dataclass
 class StepReport:
@@ -30,7 +32,7 @@ def seed_torch(*key: int) -> None:
     torch.manual_seed(int(np.random.default_rng(list(key)).integers(2**31)))
 
 
-def resume_training(ctx, model, optimizer, stage: str, what: str) -> int:
+def resume_training(ctx: StageContext, model, optimizer, stage: str, what: str) -> int:
     """The first epoch to train: continue this round from <stage>_state.pt, or (a later round)
     fine-tune from the previous round's <stage>.pt, or start at 0."""
     from ..checkpoint import load_torch, load_torch_state
