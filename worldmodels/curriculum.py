@@ -164,6 +164,21 @@ class EnvContext:
         if self.stop_reason is None:
             self.stop_reason = reason
 
+    def stop_early(self, reason: str) -> None:
+        """Stop, and end the env's training: no later round starts."""
+        self.early_stopped = True
+        self.stop(reason)
+
+    # -- what the results record (hooks and selection set it through these) ----------------------
+    def mark_solved(self) -> None:
+        self.status = "solved"
+
+    def record_best(self, best: dict | None) -> None:
+        self.best_eval = best
+
+    def record_final(self, result: dict | None) -> None:
+        self.final_eval = result
+
     def resume_index(self, stage: str) -> int:
         """The last finished epoch/generation of this stage that a checkpoint holds (-1: none)."""
         if stage == "controller":
