@@ -51,3 +51,15 @@ def test_stages_hooks_and_selection_use_only_what_their_context_declares():
             assert used <= set(declared), (path.name, sorted(used - set(declared)))
             written = {node.attr for node in nodes if isinstance(node.ctx, (ast.Store, ast.Del))}
             assert written <= writable, (path.name, sorted(written - writable))
+
+
+def test_no_stage_is_special_cased_by_its_name():
+    """The generation stage is asked for with stages.produces_generations, not by comparing names."""
+    root = Path(worldmodels.__file__).parent
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Compare):
+                sides = [node.left, *node.comparators]
+                names = {getattr(n, "id", getattr(n, "attr", None)) for n in sides}
+                assert not ("stage" in names and any(getattr(n, "value", None) == "controller" for n in sides)), \
+                    (path.name, node.lineno)

@@ -26,7 +26,7 @@ from .fileio import STORAGE_ERRNOS, atomic_copy, atomic_write_text, read_json, r
 from .hooks import Hook, default_hooks
 from .runfolder import LOCK_NAME, REUSED_FILES, EnvFolder, RunFolder, RunLock
 from .selection import final_evaluation
-from .stages import stage_runners
+from .stages import GENERATIONS, produces_generations, stage_runners
 
 log = logging.getLogger("worldmodels")
 
@@ -111,7 +111,7 @@ class EnvContext:
 
     # -- manifest: the stage record ----------------------------------------------------------
     def stage_done(self, round_: int, stage: str) -> bool:
-        if stage == "controller":  # reopened by a rerun unless a later round has begun
+        if produces_generations(stage):  # reopened by a rerun unless a later round has begun
             return any(r["round"] > round_ for r in self.manifest["records"])
         # A stage the time or step budget cut short is done only while the budget stays used up:
         # a rerun with a larger budget finishes it (every stage resumes from its checkpoint).
@@ -181,7 +181,7 @@ class EnvContext:
 
     def resume_index(self, stage: str) -> int:
         """The last finished epoch/generation of this stage that a checkpoint holds (-1: none)."""
-        if stage == "controller":
+        if produces_generations(stage):
             return self.resume_state["gen"] if self.resume_state else -1
         state = load_torch_state(self.files.stage_state(stage), f"{stage} state")
         if state is not None:
@@ -441,7 +441,7 @@ class Run:
                     if stage in cfg.stages:
                         self.log(f"{ctx.spec.slug}: round {round_} {stage} already finished, skipping")
                     continue
-                if stage == "controller" and state is not None and state["round"] == round_:
+                if produces_generations(stage) and state is not None and state["round"] == round_:
                     self.log(f"resuming {ctx.spec.slug} at generation {state['gen'] + 1}")
                 self._run_stage(ctx, runners[stage], stage)
                 if self.interrupt.flag:
@@ -454,7 +454,7 @@ class Run:
         if ctx.stop_reason is None and ctx.prior_stop[0] is not None:  # this invocation trained nothing new
             ctx.stop_reason, ctx.early_stopped = ctx.prior_stop
         if ctx.status != "solved":
-            ctx.status = "failed" if ctx.final_eval is not None or "controller" in cfg.stages else "running"
+            ctx.status = "failed" if ctx.final_eval is not None or GENERATIONS in cfg.stages else "running"
         self.call("on_env_end", ctx)
 
     def _restore(self, ctx: EnvContext, state: dict) -> None:
@@ -476,7 +476,7 @@ class Run:
         try:
             for report in gen:
                 self.call("on_step_end", ctx, stage, report)
-                if stage == "controller":
+                if produces_generations(stage):
                     ctx.resume_state = report.state
                 if ctx.should_stop:
                     break
@@ -485,7 +485,7 @@ class Run:
         finally:
             gen.close()
         self.call("on_stage_end", ctx, stage)
-        if not self.interrupt.flag and stage != "controller":
+        if not self.interrupt.flag and not produces_generations(stage):
             cut = ctx.budget_reason() is not None
             ctx.record_stage(stage, env_steps=ctx.env_steps, **({"cut": True} if cut else {}))
         ctx.save_manifest()

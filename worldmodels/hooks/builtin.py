@@ -14,6 +14,7 @@ from ..checkpoint import save_state, save_torch_state
 from ..context import HookContext, RunContext
 from ..fileio import read_csv_rows, write_csv_rows, write_json, writing
 from ..selection import Selection, keep_best
+from ..stages.base import produces_generations
 from .base import Hook
 
 log = logging.getLogger("worldmodels")
@@ -125,7 +126,7 @@ class ProgressBar(Hook):
         if self.overall is not None:
             self.overall.set(self.overall.done_before + min(ctx.env_steps, self.budgets.get(ctx.spec.slug, 0)))
         m = report.metrics
-        if stage == "controller":
+        if produces_generations(stage):
             line = (f"{ctx.spec.slug} gen {m['gen']:4d} {m.get('mode', 'real'):5s}  best {m['best_fitness']:9.2f}"
                     f"  mean {m['mean_fitness']:9.2f}  sigma {m['sigma']:.4f}  steps/s {m['steps_per_s']:8.0f}"
                     f"  env steps {m['env_steps']}")
@@ -153,15 +154,15 @@ class EvalSnapshot(Selection, Hook):
         self.reset()
 
     def on_step_end(self, ctx: HookContext, stage, report):
-        if stage == "controller":
+        if produces_generations(stage):
             self.snapshot(ctx, report)
 
     def on_stage_start(self, ctx: HookContext, stage):
-        if stage == "controller":
+        if produces_generations(stage):
             self.stop_if_solved(ctx)
 
     def on_stage_end(self, ctx: HookContext, stage):
-        if stage == "controller":
+        if produces_generations(stage):
             self.pick(ctx)
 
 
@@ -190,11 +191,11 @@ class EarlyStopping(Hook):
             ctx.stop_early(self.reason)
 
     def on_stage_start(self, ctx: HookContext, stage):
-        if stage == "controller":
+        if produces_generations(stage):
             self._check(ctx)
 
     def on_step_end(self, ctx: HookContext, stage, report):
-        if stage != "controller" or report.metrics.get("mode") == "dream":
+        if not produces_generations(stage) or report.metrics.get("mode") == "dream":
             return  # dream fitness is on M's scale: patience counts real generations only
         fitness = report.metrics["best_fitness"]
         if fitness > self.best + self.min_delta:
@@ -221,7 +222,7 @@ class CheckpointWriter(Hook):
         keep_best(ctx, report)
         if report.state is None:
             return
-        if stage == "controller":
+        if produces_generations(stage):
             # The metrics ride along, so a row or snapshot lost to a kill or a full disk right
             # after this checkpoint is written again on resume (ArtifactWriter.on_stage_start).
             state = dict(report.state, hooks={h.name: h.state_dict() for h in ctx.hooks},
@@ -244,10 +245,11 @@ class ArtifactWriter(Hook):
         path = ctx.files.metrics(stage)
         # Rows beyond the checkpoint were written by a run killed after it; they are redone.
         keep_upto = ctx.resume_index(stage)
+        generations = produces_generations(stage)  # epochs restart every round; generations go on
         rows = [r for r in read_csv_rows(path)
-                if int(r[key]) <= keep_upto or (stage != "controller" and int(r.get("round") or 0) < ctx.round)]
+                if int(r[key]) <= keep_upto or (not generations and int(r.get("round") or 0) < ctx.round)]
         write_csv_rows(path, fields, rows)
-        if stage == "controller":
+        if generations:
             for gen, snap in ctx.files.snapshots():
                 if gen > keep_upto:
                     with writing(snap):

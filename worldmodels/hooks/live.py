@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ..context import HookContext, RunContext
 from ..runfolder import EnvFolder
+from ..stages.base import produces_generations
 from .base import Hook
 
 log = logging.getLogger("worldmodels")
@@ -107,7 +108,7 @@ class LiveView(Hook):
         self._send("env", str(Path(ctx.env_dir).resolve()), ctx.spec.slug)
 
     def on_step_end(self, ctx: HookContext, stage, report) -> None:
-        if stage == "controller":
+        if produces_generations(stage):
             self._send("gen", int(report.index))
 
     def on_env_end(self, ctx: HookContext) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 from ..context import HookContext, RunContext
 from ..errors import UserError
 from ..runfolder import RunFolder
+from ..stages.base import produces_generations
 from .base import Hook
 
 log = logging.getLogger("worldmodels")
@@ -130,7 +131,7 @@ class TensorBoardLogger(Hook):
         if stage == "collect":
             self._scalar("collect/rollouts", m.get("rollouts"), self.env_step(ctx, m))
             self.writer.flush()
-        elif stage == "controller":
+        elif produces_generations(stage):
             step = self.env_step(ctx, m)
             for key in CONTROLLER_KEYS:
                 if key in m:

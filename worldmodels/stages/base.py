@@ -7,6 +7,17 @@ from typing import Any
 
 from ..context import StageContext
 
+GENERATIONS = "controller"
+"""The stage that trains C generation by generation (CMA-ES). It alone is scored by eval
+snapshots and picked from, stopped early, logged and plotted per generation, resumed from the
+signed controller state (which carries the hooks' state), and left out of the manifest's stage
+records (a rerun reopens it until a later round begins). The loop and the hooks ask
+produces_generations(stage) rather than compare stage names."""
+
+
+def produces_generations(stage: str | None) -> bool:
+    return stage == GENERATIONS
+
 
 @dataclass
 class StepReport:
