@@ -87,6 +87,7 @@ class EnvContext:
         with writing(self.env_dir):
             self.env_dir.mkdir(parents=True, exist_ok=True)
         self.device, self.backend, self.hooks = run.device, run.backend, run.hooks
+        self.recipe = run.recipe
         self.log = run.log
         self.round, self.stage = 0, None
         self.should_stop, self.stop_reason, self.early_stopped = False, None, False

@@ -98,7 +98,7 @@ class TensorBoardLogger(Hook):
     def _hparams(self, ctx: HookContext) -> None:
         from torch.utils.tensorboard.summary import hparams
 
-        values = hparams_of(ctx.cfg, getattr(getattr(ctx, "run", None), "recipe", None))
+        values = hparams_of(ctx.cfg, ctx.recipe)
         exp, ssi, _ = hparams(values, {k: 0.0 for k in HPARAM_METRICS})
         # in this env's own folder, beside its scalars (add_hparams would make a subfolder)
         writer = self.writer._get_file_writer()
