@@ -1,6 +1,7 @@
 """The Hook base: behaviour added to the curriculum loop as a plain object.
 
-Every method is a no-op by default. Hooks run in list order (eval before early stopping and
+Every method is a no-op by default. ctx is a context.HookContext: hooks read what it declares,
+record results through its methods, run in list order (eval before early stopping and
 checkpointing), stop work by calling ctx.stop() (never by a return value), share numbers
 through report.metrics, and keep their state in state_dict() so it survives a resume.
 """
