@@ -13,10 +13,24 @@ class FakeCtx:
 
     def __init__(self):
         self.should_stop, self.stop_reason, self.early_stopped = False, None, False
+        self.status, self.best_eval, self.final_eval = "running", None, None
 
     def stop(self, reason):
         self.should_stop = True
         self.stop_reason = self.stop_reason or reason
+
+    def stop_early(self, reason):
+        self.early_stopped = True
+        self.stop(reason)
+
+    def mark_solved(self):
+        self.status = "solved"
+
+    def record_best(self, best):
+        self.best_eval = best
+
+    def record_final(self, result):
+        self.final_eval = result
 
 
 def feed(hook, ctx, fitnesses, start=0):

@@ -11,7 +11,7 @@ def _ctx(env_dir, **kw):
     cfg = TrainConfig()
     cfg.seed, cfg.envs = 7, ["pong"]
     return SimpleNamespace(env_dir=env_dir, run_dir=env_dir.parent, spec=SimpleNamespace(slug=env_dir.name), round=0,
-                           cfg=cfg, env_steps=0, final_eval=None, run=SimpleNamespace(recipe={"name": "smoke"}), **kw)
+                           cfg=cfg, env_steps=0, final_eval=None, recipe={"name": "smoke"}, **kw)
 
 
 def _drive(hook, ctx):

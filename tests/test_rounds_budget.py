@@ -22,8 +22,7 @@ class EndsTraining(Hook):
         if stage != "controller" or ctx.round != 0:
             return
         if self.how == "early_stop":
-            ctx.early_stopped = True
-            ctx.stop("no better best fitness (test)")
+            ctx.stop_early("no better best fitness (test)")
         else:
             ctx.cfg.max_env_steps = 1
 

@@ -26,7 +26,7 @@ from .fileio import STORAGE_ERRNOS, atomic_copy, atomic_write_text, read_json, r
 from .hooks import Hook, default_hooks
 from .runfolder import LOCK_NAME, REUSED_FILES, EnvFolder, RunFolder, RunLock
 from .selection import final_evaluation
-from .stages import stage_runners
+from .stages import GENERATIONS, produces_generations, stage_runners
 
 log = logging.getLogger("worldmodels")
 
@@ -74,7 +74,8 @@ def versions() -> dict:
 
 
 class EnvContext:
-    """Everything a stage or hook needs about the env being trained, and the stop flag."""
+    """Everything a stage or hook needs about the env being trained, and the stop flag: the one
+    implementation of context.StageContext and context.HookContext."""
 
     def __init__(self, run: Run, env_id: str):
         self.run, self.cfg = run, env_config(run.cfg, env_matcher(env_id))
@@ -86,6 +87,7 @@ class EnvContext:
         with writing(self.env_dir):
             self.env_dir.mkdir(parents=True, exist_ok=True)
         self.device, self.backend, self.hooks = run.device, run.backend, run.hooks
+        self.recipe = run.recipe
         self.log = run.log
         self.round, self.stage = 0, None
         self.should_stop, self.stop_reason, self.early_stopped = False, None, False
@@ -110,7 +112,7 @@ class EnvContext:
 
     # -- manifest: the stage record ----------------------------------------------------------
     def stage_done(self, round_: int, stage: str) -> bool:
-        if stage == "controller":  # reopened by a rerun unless a later round has begun
+        if produces_generations(stage):  # reopened by a rerun unless a later round has begun
             return any(r["round"] > round_ for r in self.manifest["records"])
         # A stage the time or step budget cut short is done only while the budget stays used up:
         # a rerun with a larger budget finishes it (every stage resumes from its checkpoint).
@@ -122,6 +124,12 @@ class EnvContext:
                                     if not (r["round"] == self.round and r["stage"] == stage)]
         self.manifest["records"].append({"round": self.round, "stage": stage, **info})
         self.save_manifest()
+
+    def stage_start_steps(self) -> int:
+        """The env-step count when this round's run of the current stage began: recorded in the
+        manifest the first time it is asked, so a stage resumed after a kill counts from there."""
+        bases = self.manifest.setdefault(f"{self.stage}_base", {})
+        return bases.setdefault(str(self.round), self.env_steps)
 
     def save_manifest(self) -> None:
         now = time.perf_counter()
@@ -157,9 +165,24 @@ class EnvContext:
         if self.stop_reason is None:
             self.stop_reason = reason
 
+    def stop_early(self, reason: str) -> None:
+        """Stop, and end the env's training: no later round starts."""
+        self.early_stopped = True
+        self.stop(reason)
+
+    # -- what the results record (hooks and selection set it through these) ----------------------
+    def mark_solved(self) -> None:
+        self.status = "solved"
+
+    def record_best(self, best: dict | None) -> None:
+        self.best_eval = best
+
+    def record_final(self, result: dict | None) -> None:
+        self.final_eval = result
+
     def resume_index(self, stage: str) -> int:
         """The last finished epoch/generation of this stage that a checkpoint holds (-1: none)."""
-        if stage == "controller":
+        if produces_generations(stage):
             return self.resume_state["gen"] if self.resume_state else -1
         state = load_torch_state(self.files.stage_state(stage), f"{stage} state")
         if state is not None:
@@ -419,7 +442,7 @@ class Run:
                     if stage in cfg.stages:
                         self.log(f"{ctx.spec.slug}: round {round_} {stage} already finished, skipping")
                     continue
-                if stage == "controller" and state is not None and state["round"] == round_:
+                if produces_generations(stage) and state is not None and state["round"] == round_:
                     self.log(f"resuming {ctx.spec.slug} at generation {state['gen'] + 1}")
                 self._run_stage(ctx, runners[stage], stage)
                 if self.interrupt.flag:
@@ -432,7 +455,7 @@ class Run:
         if ctx.stop_reason is None and ctx.prior_stop[0] is not None:  # this invocation trained nothing new
             ctx.stop_reason, ctx.early_stopped = ctx.prior_stop
         if ctx.status != "solved":
-            ctx.status = "failed" if ctx.final_eval is not None or "controller" in cfg.stages else "running"
+            ctx.status = "failed" if ctx.final_eval is not None or GENERATIONS in cfg.stages else "running"
         self.call("on_env_end", ctx)
 
     def _restore(self, ctx: EnvContext, state: dict) -> None:
@@ -454,7 +477,7 @@ class Run:
         try:
             for report in gen:
                 self.call("on_step_end", ctx, stage, report)
-                if stage == "controller":
+                if produces_generations(stage):
                     ctx.resume_state = report.state
                 if ctx.should_stop:
                     break
@@ -463,7 +486,7 @@ class Run:
         finally:
             gen.close()
         self.call("on_stage_end", ctx, stage)
-        if not self.interrupt.flag and stage != "controller":
+        if not self.interrupt.flag and not produces_generations(stage):
             cut = ctx.budget_reason() is not None
             ctx.record_stage(stage, env_steps=ctx.env_steps, **({"cut": True} if cut else {}))
         ctx.save_manifest()

@@ -6,11 +6,11 @@ target is confirmed on the official env (confirmation seeds). At the end of each
 finalists (best.pt, this round's other top snapshots and CMA-ES's mean) are scored again on
 the pick seeds, and the highest becomes best.pt (`pick`): a snapshot of 8 episodes is often
 only lucky. After training, best.pt is scored on the final seeds, which nothing else uses
-(`final_evaluation`). Each step records what it did in best.pt's "eval" entry and in
-ctx.best_eval / ctx.final_eval, which the results show.
+(`final_evaluation`). Each step records what it did in best.pt's "eval" entry and through
+ctx.record_best / ctx.record_final, which the results show.
 
-ctx is the env's context (curriculum.EnvContext): its evaluate(), files, spec, round, log,
-status and stop(); hooks.builtin.EvalSnapshot calls Selection from the curriculum's loop.
+ctx is the env's context as a hook sees it (context.HookContext: the curriculum's EnvContext);
+hooks.builtin.EvalSnapshot calls Selection from the curriculum's loop.
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ import numpy as np
 
 from .agent import CONFIRM_SEED_START, FINAL_SEED_START, PICK_SEED_START, SNAPSHOT_SEED_START, Agent, check_bundle
 from .checkpoint import load_bundle, save_torch
+from .context import HookContext
 from .errors import Interrupted
 from .fileio import read_json, write_json
 
@@ -28,10 +29,10 @@ def write_best(ctx, params, snapshot: dict, gen: int) -> None:
     """best.pt: this round's V and M with `params` as C, and the evaluation that chose it."""
     bundle = ctx.load_agent().bundle(params, {"snapshot": snapshot, "final": None}, ctx.provenance(gen=gen))
     save_torch(ctx.files.best, bundle)
-    ctx.final_eval = None  # it scored the best.pt this one replaces
+    ctx.record_final(None)  # it scored the best.pt this one replaces
 
 
-def keep_best(ctx, report) -> None:
+def keep_best(ctx: HookContext, report) -> None:
     """best.pt for a snapshot that beat the earlier ones (Selection.snapshot marked it in
     report.metrics); the checkpoint hook calls this before the step's resume state is written,
     so a kill between the two redoes the step and writes best.pt again."""
@@ -39,7 +40,7 @@ def keep_best(ctx, report) -> None:
         write_best(ctx, report.extra["best_params"], report.metrics["eval"]["best_so_far"], report.index)
 
 
-def final_evaluation(ctx, episodes: int) -> None:
+def final_evaluation(ctx: HookContext, episodes: int) -> None:
     """best.pt on the official env, unseen seeds: the score that goes into the results. Kept
     (not redone) while best.pt and the episode count are those it scored; a signal leaves no
     score, so a rerun evaluates again."""
@@ -53,7 +54,7 @@ def final_evaluation(ctx, episodes: int) -> None:
     source = snapshot.get("source", "snapshot")  # the same gen's CMA-ES mean is other params
     if (cached and cached.get("episodes") == episodes and cached.get("gen") == snapshot.get("gen")
             and cached.get("source", "snapshot") == source):
-        ctx.final_eval = cached
+        ctx.record_final(cached)
         return
     ctx.log(f"{ctx.spec.slug}: final evaluation of best.pt over {episodes} episodes (official env, "
             f"seeds {FINAL_SEED_START}+)")
@@ -62,7 +63,7 @@ def final_evaluation(ctx, episodes: int) -> None:
     except Interrupted:
         return
     result["gen"], result["source"] = snapshot.get("gen"), source
-    ctx.final_eval = result
+    ctx.record_final(result)
     bundle["eval"]["final"] = {k: result[k] for k in ("mean", "std", "episodes", "seed_start")}
     save_torch(best, bundle)
     ctx.log(f"{ctx.spec.slug}: final score {result['mean']:.2f} ± {result['std']:.2f} "
@@ -89,7 +90,7 @@ class Selection:
         self.center: dict | None = None  # CMA-ES's mean after the last generation: {gen, round, params}
 
     # -- during the stage ---------------------------------------------------------------------
-    def snapshot(self, ctx, report) -> None:
+    def snapshot(self, ctx: HookContext, report) -> None:
         """After a generation: every `every`-th (and the first and last) is scored; the result
         goes into report.metrics ("eval", "new_best", "confirm"), which the checkpoint and
         artifact hooks write. Interrupted propagates: the step is then not checkpointed."""
@@ -108,7 +109,7 @@ class Selection:
             self.best_params = [float(v) for v in params]
             report.metrics["new_best"] = True
         report.metrics["eval"] = dict(result, gen=gen, best_so_far=dict(self.best))
-        ctx.best_eval = self.best
+        ctx.record_best(self.best)
         target = ctx.spec.target
         if target is not None and new_best and result["mean"] >= target and not self.solved:
             confirm = ctx.evaluate(params, self.confirm_episodes, CONFIRM_SEED_START, renderer="official")
@@ -117,16 +118,16 @@ class Selection:
                     f"confirmation over {confirm['episodes']} episodes: {confirm['mean']:.2f} ± {confirm['std']:.2f}")
             if confirm["mean"] >= target:
                 self.solved = True
-                ctx.status = "solved"
+                ctx.mark_solved()
                 if not self.stop_at_target:
                     ctx.log(f"{ctx.spec.slug}: target {target} confirmed at generation {gen}; training goes on "
                             f"(eval.stop_at_target: false)")
         if self.solved and self.stop_at_target:
             ctx.stop(f"target {target} reached and confirmed")
 
-    def stop_if_solved(self, ctx) -> None:
+    def stop_if_solved(self, ctx: HookContext) -> None:
         if self.solved and self.stop_at_target:
-            ctx.status = "solved"
+            ctx.mark_solved()
             ctx.stop(f"target {ctx.spec.target} reached and confirmed")
 
     def _keep_top(self, entry: dict) -> None:
@@ -134,7 +135,7 @@ class Selection:
         self.top = sorted(top, key=lambda e: -e["mean"])[:self.finalists]
 
     # -- at the end of a round -----------------------------------------------------------------
-    def finalists_of(self, ctx) -> list[dict]:
+    def finalists_of(self, ctx: HookContext) -> list[dict]:
         """best.pt (with its own V and M, whatever round it came from), this round's other top
         snapshots and this round's CMA-ES mean; the same controller is listed once."""
         best = ctx.files.best
@@ -156,7 +157,7 @@ class Selection:
                               "params": p})
         return found
 
-    def pick(self, ctx) -> None:
+    def pick(self, ctx: HookContext) -> None:
         """The finalists on the pick seeds; the highest becomes best.pt (a tie keeps best.pt).
         Recorded in eval/pick_round<R>.json, so a rerun of a finished round does not pick again;
         a signal leaves best.pt as it was and no pick file."""
@@ -171,7 +172,7 @@ class Selection:
             check_bundle(bundle, ctx.files.best, expect=ctx.spec)
             self.best = bundle["eval"]["snapshot"]
             self.best_params = [float(v) for v in bundle["controller"]["params"]]
-            ctx.best_eval = self.best
+            ctx.record_best(self.best)
             return
         found = self.finalists_of(ctx)
         if len(found) < 2:
@@ -193,7 +194,7 @@ class Selection:
         self.best = {"gen": f["gen"], "mean": r["mean"], "std": r["std"], "episodes": r["episodes"],
                      "renderer": r.get("renderer", "official"), "source": f["source"], "picked": True}
         self.best_params = [float(v) for v in f["params"]]
-        ctx.best_eval = self.best
+        ctx.record_best(self.best)
         if won > 0:  # best.pt holds V and M of the round its controller was trained in
             write_best(ctx, f["params"], self.best, f["gen"])
         else:

@@ -11,8 +11,10 @@ from pathlib import Path
 import numpy as np
 
 from ..checkpoint import save_state, save_torch_state
+from ..context import HookContext, RunContext
 from ..fileio import read_csv_rows, write_csv_rows, write_json, writing
 from ..selection import Selection, keep_best
+from ..stages.base import produces_generations
 from .base import Hook
 
 log = logging.getLogger("worldmodels")
@@ -93,22 +95,22 @@ class ProgressBar(Hook):
         self.overall: Overall | None = None
         self.budgets: dict[str, int] = {}
 
-    def on_run_start(self, run):
+    def on_run_start(self, run: RunContext):
         self.budgets = {slug: cfg.max_env_steps for slug, cfg in run.env_configs().items()}
         if all(self.budgets.values()):  # an env without a step budget: no whole-run figure
             self.overall = Overall(list(self.budgets.values()), run.log)
 
-    def on_env_end(self, ctx):
+    def on_env_end(self, ctx: HookContext):
         if self.overall is not None:
             self.overall.done_before += self.budgets.get(ctx.spec.slug, 0)
             self.overall.set(self.overall.done_before)
 
-    def on_run_end(self, run):
+    def on_run_end(self, run: RunContext):
         if self.overall is not None:
             self.overall.close()
             self.overall = None
 
-    def on_stage_start(self, ctx, stage):  # runs last: the bar exists once the stage body starts
+    def on_stage_start(self, ctx: HookContext, stage):  # runs last: the bar exists once the stage body starts
         from tqdm import tqdm
 
         desc = f"{ctx.spec.slug} {stage}"
@@ -120,11 +122,11 @@ class ProgressBar(Hook):
             self.bar = LogProgress(desc, ctx.log)
         ctx.set_progress_bar(self.bar)
 
-    def on_step_end(self, ctx, stage, report):
+    def on_step_end(self, ctx: HookContext, stage, report):
         if self.overall is not None:
             self.overall.set(self.overall.done_before + min(ctx.env_steps, self.budgets.get(ctx.spec.slug, 0)))
         m = report.metrics
-        if stage == "controller":
+        if produces_generations(stage):
             line = (f"{ctx.spec.slug} gen {m['gen']:4d} {m.get('mode', 'real'):5s}  best {m['best_fitness']:9.2f}"
                     f"  mean {m['mean_fitness']:9.2f}  sigma {m['sigma']:.4f}  steps/s {m['steps_per_s']:8.0f}"
                     f"  env steps {m['env_steps']}")
@@ -134,7 +136,7 @@ class ProgressBar(Hook):
         elif stage in ("vae", "mdnrnn"):
             ctx.log(f"{ctx.spec.slug} {stage} epoch {m['epoch']}  loss {m['loss']:.4f}")
 
-    def on_stage_end(self, ctx, stage):
+    def on_stage_end(self, ctx: HookContext, stage):
         if self.bar is not None:
             self.bar.close()
             self.bar = None
@@ -148,19 +150,19 @@ class EvalSnapshot(Selection, Hook):
 
     name = "eval_snapshot"
 
-    def on_env_start(self, ctx):
+    def on_env_start(self, ctx: HookContext):
         self.reset()
 
-    def on_step_end(self, ctx, stage, report):
-        if stage == "controller":
+    def on_step_end(self, ctx: HookContext, stage, report):
+        if produces_generations(stage):
             self.snapshot(ctx, report)
 
-    def on_stage_start(self, ctx, stage):
-        if stage == "controller":
+    def on_stage_start(self, ctx: HookContext, stage):
+        if produces_generations(stage):
             self.stop_if_solved(ctx)
 
-    def on_stage_end(self, ctx, stage):
-        if stage == "controller":
+    def on_stage_end(self, ctx: HookContext, stage):
+        if produces_generations(stage):
             self.pick(ctx)
 
 
@@ -179,22 +181,21 @@ class EarlyStopping(Hook):
         self.wait = 0
         self.reason: str | None = None
 
-    def on_env_start(self, ctx):
+    def on_env_start(self, ctx: HookContext):
         self.reset()
 
-    def _check(self, ctx):
+    def _check(self, ctx: HookContext):
         if self.patience > 0 and self.wait >= self.patience:
             self.reason = (f"no better best fitness for {self.wait} generations "
                            f"(best {self.best:.2f} at generation {self.best_gen}, patience {self.patience})")
-            ctx.early_stopped = True
-            ctx.stop(self.reason)
+            ctx.stop_early(self.reason)
 
-    def on_stage_start(self, ctx, stage):
-        if stage == "controller":
+    def on_stage_start(self, ctx: HookContext, stage):
+        if produces_generations(stage):
             self._check(ctx)
 
-    def on_step_end(self, ctx, stage, report):
-        if stage != "controller" or report.metrics.get("mode") == "dream":
+    def on_step_end(self, ctx: HookContext, stage, report):
+        if not produces_generations(stage) or report.metrics.get("mode") == "dream":
             return  # dream fitness is on M's scale: patience counts real generations only
         fitness = report.metrics["best_fitness"]
         if fitness > self.best + self.min_delta:
@@ -217,11 +218,11 @@ class CheckpointWriter(Hook):
 
     name = "checkpoint"
 
-    def on_step_end(self, ctx, stage, report):
+    def on_step_end(self, ctx: HookContext, stage, report):
         keep_best(ctx, report)
         if report.state is None:
             return
-        if stage == "controller":
+        if produces_generations(stage):
             # The metrics ride along, so a row or snapshot lost to a kill or a full disk right
             # after this checkpoint is written again on resume (ArtifactWriter.on_stage_start).
             state = dict(report.state, hooks={h.name: h.state_dict() for h in ctx.hooks},
@@ -237,17 +238,18 @@ class ArtifactWriter(Hook):
 
     name = "artifacts"
 
-    def on_stage_start(self, ctx, stage):
+    def on_stage_start(self, ctx: HookContext, stage):
         if stage not in CSV_FIELDS:
             return
         fields, key = CSV_FIELDS[stage]
         path = ctx.files.metrics(stage)
         # Rows beyond the checkpoint were written by a run killed after it; they are redone.
         keep_upto = ctx.resume_index(stage)
+        generations = produces_generations(stage)  # epochs restart every round; generations go on
         rows = [r for r in read_csv_rows(path)
-                if int(r[key]) <= keep_upto or (stage != "controller" and int(r.get("round") or 0) < ctx.round)]
+                if int(r[key]) <= keep_upto or (not generations and int(r.get("round") or 0) < ctx.round)]
         write_csv_rows(path, fields, rows)
-        if stage == "controller":
+        if generations:
             for gen, snap in ctx.files.snapshots():
                 if gen > keep_upto:
                     with writing(snap):
@@ -256,12 +258,12 @@ class ArtifactWriter(Hook):
             if saved is not None and not any(int(r[key]) == keep_upto for r in rows):
                 self.write_step(ctx, stage, keep_upto, saved)
 
-    def on_step_end(self, ctx, stage, report):
+    def on_step_end(self, ctx: HookContext, stage, report):
         if stage in CSV_FIELDS:
             self.write_step(ctx, stage, report.index, report.metrics)
 
     @staticmethod
-    def write_step(ctx, stage: str, index: int, metrics: dict) -> None:
+    def write_step(ctx: HookContext, stage: str, index: int, metrics: dict) -> None:
         fields, _ = CSV_FIELDS[stage]
         path = ctx.files.metrics(stage)
         rows = read_csv_rows(path)
@@ -276,14 +278,14 @@ class ArtifactWriter(Hook):
                 "env_steps": metrics["env_steps"], "wall_s": metrics["wall_s"],
                 "best_so_far": ev["best_so_far"], "confirm": metrics.get("confirm")})
 
-    def on_env_start(self, ctx):
+    def on_env_start(self, ctx: HookContext):
         ctx.write_results()
 
-    def on_env_end(self, ctx):
+    def on_env_end(self, ctx: HookContext):
         ctx.write_results()
         write_report_safely(ctx.run_dir)
 
-    def on_run_end(self, run):
+    def on_run_end(self, run: RunContext):
         write_report_safely(run.out)
 
 
@@ -298,7 +300,7 @@ class BestVideo(Hook):
     def __init__(self, max_steps: int):
         self.max_steps = max_steps
 
-    def on_env_end(self, ctx):
+    def on_env_end(self, ctx: HookContext):
         files = ctx.files
         if self.max_steps <= 0 or not files.best.exists() or ctx.interrupted():
             return

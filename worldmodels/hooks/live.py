@@ -19,7 +19,9 @@ import sys
 import time
 from pathlib import Path
 
+from ..context import HookContext, RunContext
 from ..runfolder import EnvFolder
+from ..stages.base import produces_generations
 from .base import Hook
 
 log = logging.getLogger("worldmodels")
@@ -46,7 +48,7 @@ class LiveView(Hook):
         """The child's exit code once close() has ended it."""
 
     # -- the trainer's side ------------------------------------------------------------------
-    def on_run_start(self, run) -> None:
+    def on_run_start(self, run: RunContext) -> None:
         self._start()
 
     def _start(self) -> None:
@@ -66,10 +68,10 @@ class LiveView(Hook):
             log.warning(NO_DISPLAY_WARNING)
             return
         try:
-            ctx = mp.get_context("spawn")
-            self.queue = ctx.Queue(maxsize=256)
+            spawn = mp.get_context("spawn")
+            self.queue = spawn.Queue(maxsize=256)
             self.queue.cancel_join_thread()  # never wait on a dead child's pipe at exit
-            self.process = ctx.Process(target=child_main, args=(self.queue, os.getpid(), self.fps),
+            self.process = spawn.Process(target=child_main, args=(self.queue, os.getpid(), self.fps),
                                        name="wm-live", daemon=True)
             self.process.start()
         except Exception as exc:  # noqa: BLE001
@@ -102,20 +104,20 @@ class LiveView(Hook):
         else:
             log.warning("--live: the live view stopped (exit code %s); training goes on", code)
 
-    def on_env_start(self, ctx) -> None:
+    def on_env_start(self, ctx: HookContext) -> None:
         self._send("env", str(Path(ctx.env_dir).resolve()), ctx.spec.slug)
 
-    def on_step_end(self, ctx, stage, report) -> None:
-        if stage == "controller":
+    def on_step_end(self, ctx: HookContext, stage, report) -> None:
+        if produces_generations(stage):
             self._send("gen", int(report.index))
 
-    def on_env_end(self, ctx) -> None:
+    def on_env_end(self, ctx: HookContext) -> None:
         self._send("env_end", str(Path(ctx.env_dir).resolve()))
 
-    def on_exception(self, ctx, exc) -> None:
+    def on_exception(self, ctx: HookContext, exc) -> None:
         self.close()
 
-    def on_run_end(self, run) -> None:
+    def on_run_end(self, run: RunContext) -> None:
         self.close()
 
     def close(self, timeout: float = 5.0) -> None:

@@ -16,8 +16,10 @@ import logging
 import math
 from pathlib import Path
 
+from ..context import HookContext, RunContext
 from ..errors import UserError
 from ..runfolder import RunFolder
+from ..stages.base import produces_generations
 from .base import Hook
 
 log = logging.getLogger("worldmodels")
@@ -76,10 +78,10 @@ class TensorBoardLogger(Hook):
         self.writer = None
         self.failed = False
 
-    def log_dir(self, ctx) -> Path:
+    def log_dir(self, ctx: HookContext) -> Path:
         return RunFolder(ctx.run_dir).tensorboard / ctx.spec.slug
 
-    def on_env_start(self, ctx) -> None:
+    def on_env_start(self, ctx: HookContext) -> None:
         self.close()
         if self.failed:
             return
@@ -93,10 +95,10 @@ class TensorBoardLogger(Hook):
         except Exception as exc:  # noqa: BLE001
             log.warning("--tensorboard: no hyperparameters for %s (%s); the scalars go on", ctx.spec.slug, exc)
 
-    def _hparams(self, ctx) -> None:
+    def _hparams(self, ctx: HookContext) -> None:
         from torch.utils.tensorboard.summary import hparams
 
-        values = hparams_of(ctx.cfg, getattr(getattr(ctx, "run", None), "recipe", None))
+        values = hparams_of(ctx.cfg, ctx.recipe)
         exp, ssi, _ = hparams(values, {k: 0.0 for k in HPARAM_METRICS})
         # in this env's own folder, beside its scalars (add_hparams would make a subfolder)
         writer = self.writer._get_file_writer()
@@ -104,7 +106,7 @@ class TensorBoardLogger(Hook):
         writer.add_summary(ssi)
         self.writer.flush()
 
-    def on_step_end(self, ctx, stage, report) -> None:
+    def on_step_end(self, ctx: HookContext, stage, report) -> None:
         if self.writer is None:
             return
         try:
@@ -117,19 +119,19 @@ class TensorBoardLogger(Hook):
             self.writer.add_scalar(tag, float(value), step)
 
     @staticmethod
-    def env_step(ctx, metrics: dict) -> int:
+    def env_step(ctx: HookContext, metrics: dict) -> int:
         """The env's env-step counter after this step (the row's own record of it, else ctx's)."""
         steps = metrics.get("env_steps")
         if isinstance(steps, (int, float)) and not isinstance(steps, bool) and math.isfinite(steps):
             return int(steps)
         return int(getattr(ctx, "env_steps", 0) or 0)
 
-    def _write(self, ctx, stage, report) -> None:
+    def _write(self, ctx: HookContext, stage, report) -> None:
         m = report.metrics
         if stage == "collect":
             self._scalar("collect/rollouts", m.get("rollouts"), self.env_step(ctx, m))
             self.writer.flush()
-        elif stage == "controller":
+        elif produces_generations(stage):
             step = self.env_step(ctx, m)
             for key in CONTROLLER_KEYS:
                 if key in m:
@@ -149,7 +151,7 @@ class TensorBoardLogger(Hook):
                     self._scalar(f"{prefix}/{key}", m[key], epoch)
             self.writer.flush()
 
-    def _final(self, ctx) -> None:
+    def _final(self, ctx: HookContext) -> None:
         final = getattr(ctx, "final_eval", None)
         if self.writer is None or not isinstance(final, dict):
             return
@@ -174,12 +176,12 @@ class TensorBoardLogger(Hook):
             except Exception:  # noqa: BLE001
                 pass
 
-    def on_env_end(self, ctx) -> None:
+    def on_env_end(self, ctx: HookContext) -> None:
         self._final(ctx)
         self.close()
 
-    def on_exception(self, ctx, exc) -> None:
+    def on_exception(self, ctx: HookContext, exc) -> None:
         self.close()
 
-    def on_run_end(self, run) -> None:
+    def on_run_end(self, run: RunContext) -> None:
         self.close()

@@ -2,7 +2,7 @@
 the curriculum loop calls the hooks between reports and stops the generator when asked."""
 from __future__ import annotations
 
-from .base import StepReport, resume_training, seed_torch
+from .base import GENERATIONS, StepReport, produces_generations, resume_training, seed_torch
 
 
 def stage_runners():
@@ -12,4 +12,4 @@ def stage_runners():
             "controller": controller.run}
 
 
-__all__ = ["StepReport", "resume_training", "seed_torch", "stage_runners"]
+__all__ = ["GENERATIONS", "StepReport", "produces_generations", "resume_training", "seed_torch", "stage_runners"]

@@ -5,6 +5,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..context import StageContext
+
+GENERATIONS = "controller"
+"""The stage that trains C generation by generation (CMA-ES). It alone is scored by eval
+snapshots and picked from, stopped early, logged and plotted per generation, resumed from the
+signed controller state (which carries the hooks' state), and left out of the manifest's stage
+records (a rerun reopens it until a later round begins). The loop and the hooks ask
+produces_generations(stage) rather than compare stage names."""
+
+
+def produces_generations(stage: str | None) -> bool:
+    return stage == GENERATIONS
+
 
 @dataclass
 class StepReport:
@@ -30,7 +43,7 @@ def seed_torch(*key: int) -> None:
     torch.manual_seed(int(np.random.default_rng(list(key)).integers(2**31)))
 
 
-def resume_training(ctx, model, optimizer, stage: str, what: str) -> int:
+def resume_training(ctx: StageContext, model, optimizer, stage: str, what: str) -> int:
     """The first epoch to train: continue this round from <stage>_state.pt, or (a later round)
     fine-tune from the previous round's <stage>.pt, or start at 0."""
     from ..checkpoint import load_torch, load_torch_state

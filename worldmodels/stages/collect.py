@@ -3,11 +3,13 @@ one compressed .npz per rollout, collected by the lane engine's parallel workers
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import numpy as np
 
 from ..agent import TRAIN_SEED_END, Agent
 from ..checkpoint import load_arrays, load_bundle
+from ..context import StageContext
 from ..engine.policies import ExplorePolicy, Recorder
 from ..engine.rollout import Episode, LaneEngine
 from .base import StepReport
@@ -21,7 +23,7 @@ def _seeds(cfg, round_: int, stream: int, n: int) -> np.ndarray:
     return np.random.default_rng([cfg.seed, round_, stream]).integers(0, TRAIN_SEED_END, n)
 
 
-def run(ctx):
+def run(ctx: StageContext) -> Iterator[StepReport]:
     cfg = ctx.cfg
     out = ctx.files.rollouts(ctx.round)
     n = cfg.collect.rollouts
@@ -39,7 +41,7 @@ def run(ctx):
     def env_steps(actions: int) -> int:
         return min(actions * repeat, step_cap) if step_cap > 0 else actions * repeat
 
-    base = ctx.manifest.setdefault("collect_base", {}).setdefault(str(ctx.round), ctx.env_steps)
+    base = ctx.stage_start_steps()  # kept in the manifest by the loop
     on_disk = {int(p.stem[3:]): rollout_length(p) for p in out.glob("ep_*.npz")}
     ctx.env_steps = base + sum(env_steps(actions) for actions in on_disk.values())
     ctx.save_manifest()

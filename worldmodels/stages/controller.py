@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import pickle
 import time
+from collections.abc import Iterator
 
 import cma
 import numpy as np
@@ -16,6 +17,7 @@ import torch
 
 from ..agent import TRAIN_SEED_END
 from ..checkpoint import load_arrays
+from ..context import StageContext
 from ..engine.dream import done_threshold_for, dream_returns
 from ..engine.rollout import Episode, LaneEngine
 from ..errors import UserError
@@ -62,28 +64,25 @@ def finite_fitness(fitness: np.ndarray) -> np.ndarray:
     return np.where(ok, fitness, worst)
 
 
-def dream_starts(ctx) -> tuple[torch.Tensor, bool]:
-    """Where dream episodes start (V's mu of the first frame of every collected rollout), and
-    whether any collected rollout ended (terminated) at all."""
-    cached = getattr(ctx, "_dream_starts", None)
-    if cached is None or cached[0] != ctx.round:  # each round encodes its own data
-        firsts, ends = [], False
-        for path in sorted(ctx.files.encodings(ctx.round).glob("*.npz")):
-            data = load_arrays(path, ("mu", "terminated"), "encoded rollout")
-            firsts.append(data["mu"][:1].astype(np.float32))
-            ends = ends or bool(np.any(data["terminated"]))
-        if not firsts:
-            raise UserError(f"dream training needs encoded rollouts in {ctx.files.encodings(ctx.round)}; "
-                            "run the encode stage")
-        cached = ctx._dream_starts = (ctx.round, torch.as_tensor(np.concatenate(firsts)), ends)
-        if not ends:
-            ctx.log("controller: no collected rollout ended, so M's done head never saw an end; "
-                    "dream episodes run to dream.max_steps")
-    return cached[1], cached[2]
+def dream_starts(ctx: StageContext) -> tuple[torch.Tensor, bool]:
+    """Where dream episodes start (V's mu of the first frame of every rollout this round encoded),
+    and whether any collected rollout ended (terminated) at all. run() reads them once a round."""
+    firsts, ends = [], False
+    for path in sorted(ctx.files.encodings(ctx.round).glob("*.npz")):
+        data = load_arrays(path, ("mu", "terminated"), "encoded rollout")
+        firsts.append(data["mu"][:1].astype(np.float32))
+        ends = ends or bool(np.any(data["terminated"]))
+    if not firsts:
+        raise UserError(f"dream training needs encoded rollouts in {ctx.files.encodings(ctx.round)}; "
+                        "run the encode stage")
+    if not ends:
+        ctx.log("controller: no collected rollout ended, so M's done head never saw an end; "
+                "dream episodes run to dream.max_steps")
+    return torch.as_tensor(np.concatenate(firsts)), ends
 
 
 @torch.no_grad()
-def feature_stats(ctx, agent, max_rollouts: int = 64) -> tuple[np.ndarray, np.ndarray]:
+def feature_stats(ctx: StageContext, agent, max_rollouts: int = 64) -> tuple[np.ndarray, np.ndarray]:
     """Mean and std of C's inputs over the collected data: z = V's mu of each frame, h = M's
     state along each rollout before that frame, dz and earlier actions (as the policy sees them)."""
     files = sorted(ctx.files.encodings(ctx.round).glob("*.npz"))
@@ -117,7 +116,7 @@ def controller_params(solutions: np.ndarray, controller, norm) -> np.ndarray:
     return controller.flatten(w, b - w @ center, *rest)
 
 
-def run(ctx):
+def run(ctx: StageContext) -> Iterator[StepReport]:
     cfg = ctx.cfg
     dream_steps = -(-cfg.dream.max_steps // ctx.spec.action_repeat)  # M steps once per (held) action
     agent = ctx.load_agent()
@@ -145,6 +144,7 @@ def run(ctx):
     ctx.progress(last_gen, gen)
     if gen >= last_gen or ctx.should_stop:
         return
+    starts: tuple[torch.Tensor, bool] | None = None  # dream_starts(), read at the first dream generation
     with LaneEngine(ctx.spec, lanes, backend=ctx.backend, renderer=cfg.renderer,
                     max_steps=cfg.controller.max_steps, groups=cfg.controller.groups,
                     max_rewards=cfg.controller.max_rewards, stall_steps=cfg.controller.stall_steps,
@@ -158,7 +158,9 @@ def run(ctx):
             solutions = controller_params(asked, agent.controller, norm)
             dreaming = gen < cfg.dream.gens
             if dreaming:
-                pool, has_ends = dream_starts(ctx)
+                if starts is None:
+                    starts = dream_starts(ctx)
+                pool, has_ends = starts
                 returns, steps = dream_returns(
                     agent.mdnrnn, agent.controller, solutions, pool, cfg.dream.rollouts,
                     dream_steps, cfg.dream.temperature, seed=int(rng.integers(2**31)),

@@ -1,17 +1,20 @@
 """Stage 3: every stored frame -> (mu, logvar) with the current V, one file per rollout."""
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import torch
 
 from ..checkpoint import load_arrays, load_torch, save_npz
+from ..context import StageContext
 from ..errors import UserError
 from ..models.controller import action_to_model_input
 from ..models.vae import ConvVAE, frames_to_tensor
 from .base import StepReport
 
 
-def load_vae(ctx) -> ConvVAE:
+def load_vae(ctx: StageContext) -> ConvVAE:
     path = ctx.files.vae
     if not path.exists():
         raise UserError(f"stage {ctx.stage} needs a trained V ({path}); run the vae stage first")
@@ -22,7 +25,7 @@ def load_vae(ctx) -> ConvVAE:
 
 
 @torch.no_grad()
-def run(ctx):
+def run(ctx: StageContext) -> Iterator[StepReport]:
     files = ctx.files.rollout_files()
     if not files:
         raise UserError(f"stage encode needs collected rollouts in {ctx.files.data}; run collect first")

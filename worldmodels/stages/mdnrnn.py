@@ -2,18 +2,20 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
 from ..checkpoint import load_arrays, save_torch
+from ..context import StageContext
 from ..errors import UserError
 from ..models.mdnrnn import MDNRNN, gmm_nll
 from .base import StepReport, resume_training, seed_torch
 
 
-def load_encoded(ctx) -> list[dict]:
+def load_encoded(ctx: StageContext) -> list[dict]:
     files = sorted(ctx.files.encodings(ctx.round).glob("*.npz"))
     if not files:
         raise UserError(f"stage mdnrnn needs encoded rollouts in {ctx.files.encodings(ctx.round)}; "
@@ -66,7 +68,7 @@ def mdnrnn_loss(model: MDNRNN, batch, device, reward_weight: float, done_weight:
     return gmm + reward_weight * reward + done_weight * done, gmm, reward, done
 
 
-def run(ctx):
+def run(ctx: StageContext) -> Iterator[StepReport]:
     cfg = ctx.cfg.mdnrnn
     rollouts = load_encoded(ctx)
     z_dim = rollouts[0]["mu"].shape[1]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import numpy as np
 import torch
 
 from ..checkpoint import load_arrays, save_npz, save_torch
+from ..context import StageContext
 from ..errors import UserError
 from ..models.vae import ConvVAE, frames_to_tensor, motion_weights, object_weights, vae_loss
 from .base import StepReport, resume_training, seed_torch
@@ -64,7 +66,7 @@ def median_frame(files: list[Path], n_files: int = 64, per_file: int = 32) -> np
     return np.median(np.concatenate(frames), axis=0).astype(np.uint8)
 
 
-def run(ctx):
+def run(ctx: StageContext) -> Iterator[StepReport]:
     cfg = ctx.cfg.vae
     files = ctx.files.rollout_files()
     if not files:
