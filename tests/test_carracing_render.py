@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from worldmodels.envs import carracing as cr
-from worldmodels.envs.carracing import CarRacing, random_driving, register
+from worldmodels.envs import register_carracing as register
+from worldmodels.envs.carracing import CarRacing, random_driving
 
 SEEDS = (0, 1, 2)
 STEPS = 200

@@ -1,7 +1,6 @@
 """Validated loads of torch files, rollouts, the signed resume state and the agent bundle."""
 from __future__ import annotations
 
-import errno
 import hashlib
 import hmac
 import io
@@ -15,7 +14,7 @@ import numpy as np
 import torch
 
 from .errors import CheckpointError, RunFolderError, UserError
-from .fileio import atomic_write_bytes
+from .fileio import atomic_write_bytes, writing
 
 BUNDLE_FORMAT = "worldmodels-agent"
 BUNDLE_VERSION = 1
@@ -90,12 +89,8 @@ def _keep_previous(path: Path) -> None:
     any other OSError) is the same one line as a failed write, and the files stay as they were."""
     if not path.exists():
         return
-    try:
+    with writing(path):
         os.replace(path, path.with_name(path.name + ".prev"))
-    except OSError as exc:  # the same line as fileio.atomic_write_bytes's
-        what = "free some space" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "make it writable"
-        raise UserError(f"cannot write {path}: {exc.strerror or exc}; {what} or choose another folder; "
-                        "earlier files are intact") from None
 
 
 def save_torch_state(path: str | Path, state: dict) -> None:

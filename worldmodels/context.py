@@ -1,6 +1,6 @@
 """What a stage and a hook may ask of the env being trained: two typing Protocols.
 
-The curriculum's EnvContext satisfies both (tests/test_hooks.py checks its members); tests pass
+The curriculum's EnvContext satisfies both (tests/test_context.py checks its members); tests pass
 small fakes. A stage reads the env's config, spec, files and round, counts env steps, drives
 its progress bar and asks whether to stop; what it produced it yields in StepReports (or writes
 to the files EnvFolder names). A hook sees the same env plus what the loop records for the
@@ -86,7 +86,7 @@ class HookContext(EnvInfo, Protocol):
     @property
     def manifest(self) -> Mapping[str, Any]: ...  # as last saved: what an earlier invocation recorded
     @property
-    def status(self) -> str: ...  # running, solved or failed
+    def status(self) -> str: ...  # running, solved, failed or interrupted
     @property
     def stop_reason(self) -> str | None: ...
     @property

@@ -83,8 +83,7 @@ class EnvContext:
         self.run_dir = run.out
         self.files = run.folder.env(self.spec.id)
         self.env_dir = self.files.path
-        refuse_links_out(run.out, self.env_dir)
-        with writing(self.env_dir):
+        with writing(self.env_dir):  # Run._prepare_folder refused links out of every env folder
             self.env_dir.mkdir(parents=True, exist_ok=True)
         self.device, self.backend, self.hooks = run.device, run.backend, run.hooks
         self.recipe = run.recipe

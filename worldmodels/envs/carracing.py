@@ -74,9 +74,9 @@ from gymnasium.envs.box2d import car_dynamics as _cd
 from gymnasium.envs.box2d import car_racing as _cr
 from pygame import gfxdraw
 
-from . import CARRACING_ID, register_carracing
+from . import CARRACING_ID
 
-__all__ = ["CarRacing", "RENDERERS", "ENV_ID", "register"]
+__all__ = ["CarRacing", "RENDERERS", "ENV_ID"]
 
 RENDERERS = ("official", "exact", "fast")
 ENV_ID = CARRACING_ID
@@ -826,11 +826,6 @@ class CarRacing(_cr.CarRacing):
                 _PATCH_CACHE.clear()
             _PATCH_CACHE[key] = patch
         return patch
-
-
-def register() -> None:
-    """Register ``worldmodels/CarRacing-v3`` (idempotent); see envs.register_carracing."""
-    register_carracing()
 
 
 def random_driving(seed: int, n: int) -> list[np.ndarray]:
