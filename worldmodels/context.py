@@ -56,10 +56,12 @@ class EnvInfo(Protocol):
 
 
 class StageContext(EnvInfo, Protocol):
-    """What a stage needs: env_steps is the env's step counter, which the collecting stages add to."""
+    """What a stage needs. env_steps is the env's step counter, which the budget checks read;
+    the stages that step envs add to it with count_steps as they go (a budget can end a stage
+    mid-way), never by setting it."""
 
-    env_steps: int
-
+    @property
+    def env_steps(self) -> int: ...
     @property
     def backend(self) -> Any: ...  # the engine's workers (engine.backends)
     @property
@@ -69,7 +71,8 @@ class StageContext(EnvInfo, Protocol):
     def tick(self, n: int = 1) -> None: ...
     def out_of_budget(self, extra_steps: int = 0) -> bool: ...
     def budget_reason(self, extra_steps: int = 0) -> str | None: ...
-    def stage_start_steps(self) -> int: ...
+    def count_steps(self, n: int) -> None: ...  # n more env steps taken
+    def recount_steps(self, since_stage_start: int) -> None: ...  # on resume: what this stage's files hold
 
 
 class HookContext(EnvInfo, Protocol):

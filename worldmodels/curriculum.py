@@ -130,6 +130,15 @@ class EnvContext:
         bases = self.manifest.setdefault(f"{self.stage}_base", {})
         return bases.setdefault(str(self.round), self.env_steps)
 
+    def count_steps(self, n: int) -> None:
+        """A stage took n more env steps."""
+        self.env_steps += n
+
+    def recount_steps(self, since_stage_start: int) -> None:
+        """A resumed stage counted what its files hold: the steps it took since it began
+        (stage_start_steps), whatever an interrupted invocation had counted."""
+        self.env_steps = self.stage_start_steps() + since_stage_start
+
     def save_manifest(self) -> None:
         now = time.perf_counter()
         if self.stage is not None:

@@ -41,9 +41,8 @@ def run(ctx: StageContext) -> Iterator[StepReport]:
     def env_steps(actions: int) -> int:
         return min(actions * repeat, step_cap) if step_cap > 0 else actions * repeat
 
-    base = ctx.stage_start_steps()  # kept in the manifest by the loop
     on_disk = {int(p.stem[3:]): rollout_length(p) for p in out.glob("ep_*.npz")}
-    ctx.env_steps = base + sum(env_steps(actions) for actions in on_disk.values())
+    ctx.recount_steps(sum(env_steps(actions) for actions in on_disk.values()))
     ctx.save_manifest()
     if on_disk:
         ctx.log(f"collect: {len(on_disk)} rollouts already on disk, collecting the rest")
@@ -75,7 +74,7 @@ def run(ctx: StageContext) -> Iterator[StepReport]:
 
     def count(tag: int, length: int) -> None:
         on_disk[tag] = -(-length // repeat)  # actions: only the last one can be held short
-        ctx.env_steps += length
+        ctx.count_steps(length)
         ctx.tick(1)
 
     index = 0

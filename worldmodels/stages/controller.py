@@ -174,7 +174,7 @@ def run(ctx: StageContext) -> Iterator[StepReport]:
                     return  # interrupted mid-generation: this generation is dropped, the last checkpoint stands
                 returns = np.array([r.ret for r in results]).reshape(pop, reps)
                 steps = engine.steps
-                ctx.env_steps += steps
+                ctx.count_steps(steps)
             fitness = finite_fitness(returns.mean(axis=1))
             es.tell(list(asked), list(-fitness))
             floor_rel_step(es, cfg.controller.min_rel_step)
