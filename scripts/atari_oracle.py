@@ -1,7 +1,7 @@
 """The oracle diagnostic: CMA-ES on the true object positions, read from the Atari RAM.
 
     python scripts/atari_oracle.py --env pong [--hidden 16] [--velocity] [--prev-actions K]
-        [--max-env-steps 5000000] [--pop 16] [--rollouts 4] [--max-steps 500] [--workers 2]
+        [--max-env-steps 5000000] [--pop 16] [--rollouts 4] [--max-steps 500] [--max-points K] [--max-lives K] [--workers 2]
         [--seed 0] [--final-episodes 100] [--json] [--out FILE]
 
 Not a World Models agent and never part of one: it answers where the Atari gap lies. C gets
@@ -91,10 +91,11 @@ def _init(env_key: str, velocity: bool, prev_actions: int, hidden: int) -> None:
 
 
 def _episode(job: tuple[np.ndarray, int, int, int]) -> tuple[float, int]:
-    params, seed, max_steps, max_points = job
+    params, seed, max_steps, max_points, max_lives = job
     env, key, k, n_act = _worker["env"], _worker["key"], _worker["k"], _worker["n_act"]
     weights = _worker["policy"].weights(params)
-    ram, _ = env.reset(seed=int(seed))
+    ram, info = env.reset(seed=int(seed))
+    lives = int(info.get("lives", 0))
     prev, last = None, np.zeros((k, n_act), np.float32)
     total, steps, points = 0.0, 0, 0
     while max_steps <= 0 or steps < max_steps:
@@ -106,17 +107,18 @@ def _episode(job: tuple[np.ndarray, int, int, int]) -> tuple[float, int]:
             last = np.roll(last, 1, axis=0)
             last[0] = 0.0
             last[0, a] = 1.0
-        ram, r, terminated, truncated, _ = env.step(a)
+        ram, r, terminated, truncated, info = env.step(a)
         total += float(r)
         steps += 1
         points += r != 0
-        if terminated or truncated or (max_points and points >= max_points):
+        lost = lives - int(info.get("lives", 0))
+        if terminated or truncated or (max_points and points >= max_points) or (max_lives and lost >= max_lives):
             break
     return total, steps
 
 
 def play(pool, params: np.ndarray, seeds, max_steps: int) -> tuple[np.ndarray, int]:
-    out = pool.map(_episode, [(params, int(s), max_steps, 0) for s in seeds], chunksize=1)
+    out = pool.map(_episode, [(params, int(s), max_steps, 0, 0) for s in seeds], chunksize=1)
     return np.array([r for r, _ in out]), sum(s for _, s in out)
 
 
@@ -137,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-steps", type=int, default=500, help="cap on a training episode; 0 = whole games")
     p.add_argument("--max-points", type=int, default=0,
                    help="also end a training episode after this many nonzero rewards (Pong: points played)")
+    p.add_argument("--max-lives", type=int, default=0,
+                   help="also end a training episode after this many lost lives (Breakout: 1 = a life is the unit)")
     p.add_argument("--sigma0", type=float, default=0.1)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
@@ -163,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         while steps < args.max_env_steps:
             asked = np.asarray(es.ask())
             seeds = rng.integers(0, TRAIN_SEED_END, args.rollouts)
-            jobs = [(asked[c], int(s), args.max_steps, args.max_points) for c in range(args.pop) for s in seeds]
+            jobs = [(asked[c], int(s), args.max_steps, args.max_points, args.max_lives) for c in range(args.pop) for s in seeds]
             out = pool.map(_episode, jobs, chunksize=1)
             steps += sum(s for _, s in out)
             fitness = np.array([r for r, _ in out]).reshape(args.pop, args.rollouts).mean(1)
@@ -184,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         pool.terminate()
     result = {"env": ENVS[args.env], "hidden": args.hidden, "velocity": args.velocity,
               "prev_actions": args.prev_actions, "pop": args.pop, "rollouts": args.rollouts,
-              "max_steps": args.max_steps, "max_points": args.max_points, "seed": args.seed, "n_params": n, "generations": gen,
+              "max_steps": args.max_steps, "max_points": args.max_points, "max_lives": args.max_lives, "sigma0": args.sigma0, "seed": args.seed, "n_params": n, "generations": gen,
               "env_steps": steps, "train_s": round(train_s, 1), "final_mean": float(games.mean()),
               "final_std": float(games.std()), "final_episodes": len(games), "final_eval_steps": eval_steps,
               "curve": curve, "history": history}

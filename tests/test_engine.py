@@ -273,3 +273,35 @@ def test_stall_steps_end_an_episode_without_rewards_and_charge_the_penalty():
     with LaneEngine(spec, 2, workers=1, max_steps=300, stall_steps=290) as engine:
         scored = engine.run(episodes, Noop(2))
     assert all(r.length == 300 and r.ret < 0 for r in scored)  # points reset the count
+
+
+def test_max_lives_ends_an_episode_at_its_kth_lost_life():
+    spec = probe_spec("ALE/Breakout-v5")
+    episodes = [Episode(seed) for seed in (5, 6)]
+    lengths = {}
+    for k in (1, 2, 0):
+        with LaneEngine(spec, 2, workers=1, max_steps=5000, max_lives=k) as engine:
+            policy = Noop(2)
+            results = engine.run(episodes, policy)
+        assert all(len(rewards) == r.length for rewards, r in zip(sorted(policy.done, key=len),
+                                                                   sorted(results, key=lambda r: r.length)))
+        lengths[k] = [r.length for r in results]
+    # NOOP misses every serve: one life, two lives, then the whole game (5 lives) on each seed
+    assert all(a < b < c < 5000 for a, b, c in zip(lengths[1], lengths[2], lengths[0]))
+
+
+def test_lane_envs_count_lost_lives_and_replay_restores_them():
+    from worldmodels.engine.workers import LaneEnvs
+
+    spec = probe_spec("ALE/Breakout-v5").to_dict()
+    envs = LaneEnvs(spec, [0], "official", 0)
+    envs.work({0: ("reset", 3)})
+    actions, lost = [], 0
+    while not lost:
+        actions.append(0)
+        lost = envs.work({0: ("step", 0)})[0][5]
+    assert lost == 1 and envs.lives[0] == 4
+    again = LaneEnvs(spec, [0], "official", 0)
+    again.replay({0: (3, actions)})
+    assert again.lives[0] == 4
+    assert again.work({0: ("step", 0)})[0][5] == 0  # the replayed env does not count the life again

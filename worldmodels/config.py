@@ -109,6 +109,11 @@ class ControllerConfig:
     """Also end a training episode after this many nonzero rewards (0 = off). Pong pays +-1 per
     point, so with k the fitness is points won minus lost over the first k points; a slice of
     max_steps steps also pays for rallies that only last longer before the point is lost."""
+    max_lives: int = 0
+    """Also end a training episode when it has lost this many lives (0 = off; envs that report
+    lives, as Atari's do). With 1 the fitness is the points of one life: a miss then costs every
+    point the slice had left, where in a slice of several lives it costs only the steps until the
+    next serve."""
     stall_steps: int = 0
     """Also end a training episode when this many env steps pass without a nonzero reward
     (0 = off), adding stall_penalty to its return: in Pong a rally that never ends is then a cost
@@ -520,7 +525,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "mdnrnn.grad_clip": (0, 1e6), "mdnrnn.reward_weight": (0, 1e6), "mdnrnn.done_weight": (0, 1e6),
     "controller.pop_size": (2, 100000), "controller.rollouts": (1, 100000),
     "controller.sigma0": (1e-12, 1e6), "controller.min_rel_step": (0, 1e6),
-    "controller.max_steps": (1, 10**8), "controller.max_rewards": (0, 10**6),
+    "controller.max_steps": (1, 10**8), "controller.max_rewards": (0, 10**6), "controller.max_lives": (0, 10**6),
     "controller.stall_steps": (0, 10**8), "controller.stall_penalty": (-1e6, 1e6), "controller.slots": (1, 65536),
     "controller.groups": (1, 1024), "controller.prev_actions": (0, 64), "controller.hidden": (0, 4096),
     "dream.gens": (0, 10**7), "dream.rollouts": (1, 100000), "dream.max_steps": (1, 10**8),

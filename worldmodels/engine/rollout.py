@@ -130,7 +130,7 @@ class LaneEngine:
 
     def __init__(self, spec: EnvSpec, lanes: int, workers: int = 0, renderer: str = "official",
                  max_steps: int = 0, timeout: float = 300.0, backend=None, groups: int = 2,
-                 max_rewards: int = 0, stall_steps: int = 0, stall_penalty: float = 0.0):
+                 max_rewards: int = 0, stall_steps: int = 0, stall_penalty: float = 0.0, max_lives: int = 0):
         if groups < 1:
             raise ValueError("groups must be >= 1")
         self.spec = spec
@@ -138,6 +138,7 @@ class LaneEngine:
         self.max_rewards = max_rewards  # > 0: an episode also ends (truncated) at its k-th nonzero reward
         self.stall_steps = stall_steps  # > 0: ... or after this many env steps without one, which costs
         self.stall_penalty = stall_penalty  # stall_penalty (added to the return, not seen by the policy)
+        self.max_lives = max_lives  # > 0: ... or when it has lost this many lives (Atari's info["lives"])
         backend = backend or LocalBackend(workers)
         n_workers = backend.worker_count(lanes)
         self.lane_worker = lane_placement(lanes, n_workers, groups)
@@ -248,6 +249,7 @@ class LaneEngine:
         returns = np.zeros(self.lanes, np.float64)
         lengths = np.zeros(self.lanes, np.int64)
         paid = np.zeros(self.lanes, np.int64)  # nonzero rewards so far, for max_rewards
+        lost = np.zeros(self.lanes, np.int64)  # lives lost so far, for max_lives
         quiet = np.zeros(self.lanes, np.int64)  # env steps since the last nonzero reward, for stall_steps
         obs = np.zeros((self.lanes, FRAME, FRAME, 3), np.uint8)
         results: dict[int, EpisodeResult] = {}
@@ -259,7 +261,7 @@ class LaneEngine:
                 if queue and (keep_going is None or keep_going()):
                     index, episode = queue.popleft()
                     lane_episode[lane] = index
-                    returns[lane], lengths[lane], paid[lane], quiet[lane] = 0.0, 0, 0, 0
+                    returns[lane], lengths[lane], paid[lane], quiet[lane], lost[lane] = 0.0, 0, 0, 0, 0
                     resets[lane] = episode.seed
                     self.history[lane] = (episode.seed, [])
                     policy.start(lane, episode)
@@ -291,13 +293,16 @@ class LaneEngine:
                     continue
                 action = orders[lane][1]
                 self.history[lane][1].append(action)  # after the step: a replay redoes only answered steps
-                _, reward, terminated, truncated, frames = answer
+                _, reward, terminated, truncated, frames, lives_lost = answer
                 returns[lane] += reward
                 lengths[lane] += frames  # env steps: an action held for k steps counts k
                 self.steps += frames
                 if self.max_rewards and reward != 0:
                     paid[lane] += 1
                     truncated = truncated or paid[lane] >= self.max_rewards
+                if self.max_lives and lives_lost:
+                    lost[lane] += lives_lost
+                    truncated = truncated or lost[lane] >= self.max_lives
                 quiet[lane] = 0 if reward != 0 else quiet[lane] + frames
                 if self.stall_steps and quiet[lane] >= self.stall_steps and not (terminated or truncated):
                     returns[lane] += self.stall_penalty

@@ -3,7 +3,8 @@
 A worker owns a fixed set of lanes (one env each). The master sends one message per step of a
 lane group: for each lane, an action to step or a seed to reset with; or whole action histories
 to replay after a worker was replaced. Every answer maps lane -> (frame, ...): (frame, reward,
-terminated, truncated, env steps taken: more than 1 when the spec holds actions) for a step,
+terminated, truncated, env steps taken: more than 1 when the spec holds actions, lives lost in
+the step: 0 where the env counts none) for a step,
 (frame,) for a reset or replay. Frames come back through shared memory
 (one 64x64x3 slot per lane); the pipe carries only rewards and flags. Workers exit when the master goes away:
 the pipe closes (EOF), and on Linux the kernel also sends SIGKILL on parent death.
@@ -59,6 +60,7 @@ class LaneEnvs:
         self.spec = EnvSpec.from_dict(spec)
         self.make = lambda: make_env(self.spec, renderer=renderer, max_steps=max_steps)
         self.envs = {lane: self.make() for lane in lanes}
+        self.lives = dict.fromkeys(lanes, 0)  # lives the env reported last (0 where it has none)
         # A reused Box2D world remembers earlier episodes (contact order), which changes the last
         # bits of the physics: a fresh env per episode makes an episode depend on its seed only.
         self.fresh = "box2d" in type(next(iter(self.envs.values())).unwrapped).__module__ if lanes else False
@@ -67,7 +69,9 @@ class LaneEnvs:
         if self.fresh:
             self.envs[lane].close()
             self.envs[lane] = self.make()
-        return self.envs[lane].reset(seed=int(seed))
+        obs, info = self.envs[lane].reset(seed=int(seed))
+        self.lives[lane] = int(info.get("lives", 0))
+        return obs, info
 
     def work(self, orders: dict[int, tuple]) -> dict[int, tuple]:
         """orders: lane -> ("step", action) or ("reset", seed)."""
@@ -78,8 +82,10 @@ class LaneEnvs:
                 out[lane] = (preprocess(obs, self.spec),)
             else:
                 obs, reward, terminated, truncated, info = self.envs[lane].step(value)
+                lives = int(info.get("lives", 0))
+                lost, self.lives[lane] = max(0, self.lives[lane] - lives), lives
                 out[lane] = (preprocess(obs, self.spec), float(reward), bool(terminated), bool(truncated),
-                             int(info.get("frames", 1)))
+                             int(info.get("frames", 1)), lost)
         return out
 
     def steps(self, packed: tuple) -> dict[int, tuple]:
@@ -96,7 +102,8 @@ class LaneEnvs:
         for lane, (seed, actions) in histories.items():
             obs, _ = self._reset_one(lane, seed)
             for action in actions:
-                obs, *_ = self.envs[lane].step(action)
+                obs, *_, info = self.envs[lane].step(action)
+                self.lives[lane] = int(info.get("lives", 0))
             out[lane] = (preprocess(obs, self.spec),)
         return out
 

@@ -147,8 +147,8 @@ def run(ctx: StageContext) -> Iterator[StepReport]:
     starts: tuple[torch.Tensor, bool] | None = None  # dream_starts(), read at the first dream generation
     with LaneEngine(ctx.spec, lanes, backend=ctx.backend, renderer=cfg.renderer,
                     max_steps=cfg.controller.max_steps, groups=cfg.controller.groups,
-                    max_rewards=cfg.controller.max_rewards, stall_steps=cfg.controller.stall_steps,
-                    stall_penalty=cfg.controller.stall_penalty) as engine:
+                    max_rewards=cfg.controller.max_rewards, max_lives=cfg.controller.max_lives,
+                    stall_steps=cfg.controller.stall_steps, stall_penalty=cfg.controller.stall_penalty) as engine:
         while gen < last_gen and not ctx.should_stop:
             if gen > 0 and ctx.out_of_budget():
                 ctx.stop(ctx.budget_reason())
