@@ -78,9 +78,11 @@ def _init(env_key: str, velocity: bool, prev_actions: int, hidden: int) -> None:
     import gymnasium as gym
 
     from worldmodels.envs import FireOnLifeLoss, quiet_native_stderr, register_all
+    from worldmodels.envs.ale_reset import fast_seeded_reset
     register_all()
     with quiet_native_stderr():
         env = gym.make(ENVS[env_key], obs_type="ram")
+    fast_seeded_reset(env.unwrapped)  # the official reset's states, without a ROM reload each
     meanings = env.unwrapped.get_action_meanings()
     if "FIRE" in meanings:
         env = FireOnLifeLoss(env, meanings.index("FIRE"))

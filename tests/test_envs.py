@@ -83,3 +83,41 @@ def test_step_cap():
     for _ in range(7):
         _, _, term, trunc, _ = env.step(0)
     assert trunc and not term
+
+
+@pytest.mark.parametrize("env_id", ["ALE/Breakout-v5", "ALE/Pong-v5"])
+def test_seeded_resets_without_a_rom_reload_play_the_official_episodes(env_id):
+    """make_env for training restores the state a seeded reset reaches instead of reloading the
+    ROM: episodes after it, sticky actions included, are the official env's frame for frame,
+    whatever episode the env played before."""
+    fast, official = make_env(probe_spec(env_id), renderer="fast"), make_env(probe_spec(env_id))
+    assert fast.unwrapped.load_game.__name__ == "load" and official.unwrapped.load_game.__name__ == "load_game"
+    rng = np.random.default_rng(0)
+    for episode, seed in enumerate([11, 2_000_000_003, 7, 11]):
+        a, b = fast.reset(seed=seed), official.reset(seed=seed)
+        assert np.array_equal(a[0], b[0]) and a[1]["lives"] == b[1]["lives"]
+        for _ in range(150 + 100 * episode):
+            action = int(rng.integers(fast.action_space.n))
+            a, b = fast.step(action), official.step(action)
+            assert np.array_equal(a[0], b[0]) and a[1:4] == b[1:4] and a[4]["lives"] == b[4]["lives"], (seed, action)
+            if a[2] or a[3]:
+                break
+    cells = dict(zip(fast.unwrapped.load_game.__code__.co_freevars,
+                     (c.cell_contents for c in fast.unwrapped.load_game.__closure__)))
+    assert cells["box"]["template"] is not None  # the check passed: later resets took the fast way
+
+
+def test_a_failed_check_keeps_the_official_reload(monkeypatch):
+    from worldmodels.envs import ale_reset
+
+    monkeypatch.setattr(ale_reset, "rng_text", lambda seed: b"1 2 3")  # builds a state that cannot match
+    env, official = make_env(probe_spec("ALE/Breakout-v5"), renderer="fast"), make_env(probe_spec("ALE/Breakout-v5"))
+    calls = []
+    load_rom = env.unwrapped.load_game.__closure__[list(env.unwrapped.load_game.__code__.co_freevars).index("load_rom")]
+    monkeypatch.setattr(load_rom, "cell_contents", lambda real=load_rom.cell_contents: calls.append(1) or real())
+    for seed in (3, 4):
+        a, b = env.reset(seed=seed), official.reset(seed=seed)
+        for _ in range(60):
+            a, b = env.step(3), official.step(3)
+            assert np.array_equal(a[0], b[0]) and a[1:4] == b[1:4]
+    assert calls == [1, 1]  # both resets reloaded the ROM

@@ -227,7 +227,9 @@ class TrainConfig:
     wm-play hold actions the same way, on the official env."""
     renderer: str = "fast"
     """CarRacing renderer for collection and controller training: fast, exact or official.
-    Eval snapshots use eval.renderer; the final evaluation and wm-play always use the official env."""
+    On Atari, fast and exact reset a seeded episode by restoring the emulator state the official
+    reset reaches instead of reloading the ROM (the same frames; envs/ale_reset.py). Eval
+    snapshots use eval.renderer; the final evaluation and wm-play always use the official env."""
     collect: CollectConfig = field(default_factory=CollectConfig)
     vae: VAEConfig = field(default_factory=VAEConfig)
     mdnrnn: MDNRNNConfig = field(default_factory=MDNRNNConfig)

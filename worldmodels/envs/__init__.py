@@ -263,8 +263,9 @@ def renderer_used(spec: EnvSpec, renderer: str) -> str:
 
 
 def make_env(spec: EnvSpec | str, renderer: str = "official", max_steps: int = 0) -> gym.Env:
-    """The official env (or the fast CarRacing for training), FIRE handling, an optional cap on
-    env steps, and the spec's action repeat."""
+    """The official env (or, for training, the fast CarRacing, and Atari's seeded resets
+    without a ROM reload: envs/ale_reset.py), FIRE handling, an optional cap on env steps, and
+    the spec's action repeat."""
     register_all()
     if isinstance(spec, str):
         spec = probe_spec(spec)
@@ -273,6 +274,10 @@ def make_env(spec: EnvSpec | str, renderer: str = "official", max_steps: int = 0
     elif spec.id.startswith("ALE/"):
         with quiet_native_stderr():
             env = gym.make(spec.id)
+        if renderer != "official":  # the same states, without a ROM reload per seeded reset
+            from .ale_reset import fast_seeded_reset
+
+            fast_seeded_reset(env.unwrapped)
     else:
         env = gym.make(spec.id)
     if spec.fire_action is not None:
