@@ -257,7 +257,7 @@ def evaluate(agent: Agent, params: np.ndarray, episodes: int, seed_start: int, d
     start = time.perf_counter()
     lanes = eval_lanes(episodes)
     own = engine is None
-    if own:
+    if engine is None:
         engine = LaneEngine(agent.spec, lanes, workers=workers, renderer="official", max_steps=max_steps)
     assert engine.lanes == lanes, "an evaluation engine must have eval_lanes(episodes) lanes"
     try:

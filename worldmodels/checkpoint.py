@@ -22,7 +22,8 @@ BUNDLE_VERSION = 1
 
 def save_npz(path: str | Path, **arrays: np.ndarray) -> None:
     buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
+    # numpy's stubs match **arrays against the allow_pickle: bool keyword too (numpy >= 2 has it)
+    np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]
     atomic_write_bytes(path, buf.getvalue())
 
 

@@ -287,7 +287,7 @@ def bundled_configs() -> list[str]:
 
 
 def _bundled_text(name: str) -> str:
-    return resources.files("worldmodels").joinpath("configs", f"{ALIASES.get(name, name)}.yaml").read_text()
+    return resources.files("worldmodels").joinpath("configs").joinpath(f"{ALIASES.get(name, name)}.yaml").read_text()
 
 
 def describe_configs() -> list[tuple[str, str]]:

@@ -88,8 +88,10 @@ class EnvContext:
         self.device, self.backend, self.hooks = run.device, run.backend, run.hooks
         self.recipe = run.recipe
         self.log = run.log
-        self.round, self.stage = 0, None
-        self.should_stop, self.stop_reason, self.early_stopped = False, None, False
+        self.round = 0
+        self.stage: str | None = None
+        self.should_stop, self.early_stopped = False, False
+        self.stop_reason: str | None = None
         self.status = "running"
         self.best_eval: dict | None = None
         self.resume_state: dict | None = None
@@ -159,7 +161,7 @@ class EnvContext:
     def interrupted(self) -> bool:
         return self.run.interrupt.flag
 
-    def stop(self, reason: str) -> None:
+    def stop(self, reason: str | None) -> None:
         self.should_stop = True
         if self.stop_reason is None:
             self.stop_reason = reason

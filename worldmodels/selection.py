@@ -108,6 +108,7 @@ class Selection:
                          "renderer": result.get("renderer", "official")}
             self.best_params = [float(v) for v in params]
             report.metrics["new_best"] = True
+        assert self.best is not None  # set above on the first snapshot (new_best)
         report.metrics["eval"] = dict(result, gen=gen, best_so_far=dict(self.best))
         ctx.record_best(self.best)
         target = ctx.spec.target

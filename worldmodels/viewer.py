@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -219,7 +219,9 @@ class VideoSink:
     256-colour palette); every frame written, no display used."""
 
     def __init__(self, path: str, fps: float):
-        self.path, self.fps, self.frames, self.writer, self.count = Path(path), fps, [], None, 0
+        self.path, self.fps, self.count = Path(path), fps, 0
+        self.frames: list = []  # .gif: PIL palette images
+        self.writer: Any = None  # cv2.VideoWriter (.avi) or imageio-ffmpeg's frame generator (.mp4)
         self.kind = self.path.suffix.lower()
         if self.kind not in (".mp4", ".avi", ".gif"):
             raise UserError(f"--record {path}: use a .mp4, .avi or .gif file name")
@@ -244,7 +246,7 @@ class VideoSink:
             self._add_h264(frame)
             return
         if self.writer is None:
-            fourcc = cv2.VideoWriter_fourcc(*("mp4v" if self.kind == ".mp4" else "MJPG"))
+            fourcc = cv2.VideoWriter.fourcc(*("mp4v" if self.kind == ".mp4" else "MJPG"))
             self.size = (frame.shape[1], frame.shape[0])
             self.writer = cv2.VideoWriter(str(self.path), fourcc, float(self.fps), self.size)
             if not self.writer.isOpened():

@@ -13,6 +13,7 @@ import os
 import socket
 from collections import deque
 from pathlib import Path
+from typing import Any
 
 from ..errors import UserError
 from .workers import InlineWorker, ProcessWorker, WorkerError
@@ -169,7 +170,7 @@ class RayWorker:
         self.lanes = lanes
         self.timeout = timeout
         self.index = index
-        self.actor = None
+        self.actor: Any = None  # a Ray actor handle
         self.pid = None
         self.refs: deque = deque()  # answers of the requests sent, oldest first
         self._start()
@@ -180,7 +181,7 @@ class RayWorker:
         self.refs.clear()
         self.actor = _remote_actor().options(scheduling_strategy=_placement(self.index)).remote(*self.args)
         try:
-            self.where = ray.get(self.actor.info.remote(), timeout=max(self.timeout, 120.0))
+            self.where: dict = ray.get(self.actor.info.remote(), timeout=max(self.timeout, 120.0))
         except Exception as exc:  # noqa: BLE001 - any Ray failure is a worker failure
             raise WorkerError(f"Ray env actor failed to start: {_one_line(exc)}") from None
         self.pid = self.where["pid"]
@@ -254,7 +255,7 @@ class RayBackend:
         if address:  # before Ray is imported: it reads RAY_AUTH_MODE once, at import
             address = check_reachable(address)
         import ray
-        kwargs = dict(logging_level=logging.ERROR, log_to_driver=False, configure_logging=True)
+        kwargs: dict[str, Any] = dict(logging_level=logging.ERROR, log_to_driver=False, configure_logging=True)
         try:
             if address:
                 ray.init(address=address, **kwargs)

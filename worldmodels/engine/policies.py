@@ -64,6 +64,7 @@ class WorldModelPolicy:
 
     def _explore(self, lane: int, action):
         rng = self.rngs[lane]
+        assert rng is not None  # start() seeds it when noise > 0
         if self.spec.action_kind == "discrete":
             return int(rng.integers(self.spec.action_dim)) if rng.random() < self.noise else action
         noisy = action + rng.normal(0.0, self.noise, size=np.shape(action)) * (
@@ -113,6 +114,7 @@ class ExplorePolicy:
     def _follow_road(self, lane: int, frame: np.ndarray) -> np.ndarray:
         """Steer toward the mean column of the road pixels a little ahead of the car."""
         rng = self.rngs[lane]
+        assert rng is not None  # start() seeds it
         ahead = frame[FOLLOW_ROWS].astype(np.int16)
         r, g, b = ahead[..., 0], ahead[..., 1], ahead[..., 2]
         cols = np.nonzero((abs(r - g) < 15) & (abs(g - b) < 15) & (r > 70) & (r < 140))[1]
@@ -204,11 +206,13 @@ class Recorder:
     def end(self, lane: int) -> None:
         from ..checkpoint import save_npz
 
-        buf = self.buffers[lane]
-        path = self.path_for(self.episodes[lane])
+        buf, episode = self.buffers[lane], self.episodes[lane]
+        assert buf is not None and episode is not None  # start() set them
+        path = self.path_for(episode)
         arrays = dict(obs=np.stack(buf["obs"]), actions=np.asarray(buf["actions"]),
                       rewards=np.asarray(buf["rewards"], np.float32),
-                      terminated=np.asarray(buf["terminated"], bool), truncated=np.asarray(buf["truncated"], bool))
+                      terminated=np.asarray(buf["terminated"], np.bool_),
+                      truncated=np.asarray(buf["truncated"], np.bool_))
         self.buffers[lane] = None
         self.policy.end(lane)
         if self._pool is None:

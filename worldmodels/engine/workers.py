@@ -71,7 +71,7 @@ class LaneEnvs:
 
     def work(self, orders: dict[int, tuple]) -> dict[int, tuple]:
         """orders: lane -> ("step", action) or ("reset", seed)."""
-        out = {}
+        out: dict[int, tuple] = {}
         for lane, (what, value) in orders.items():
             if what == "reset":
                 obs, _ = self._reset_one(lane, value)

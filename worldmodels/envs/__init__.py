@@ -10,6 +10,7 @@ import contextlib
 import os
 import sys
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -122,7 +123,8 @@ def probe_spec(env_id: str) -> EnvSpec:
         fire = None
         is_atari = env_id.startswith("ALE/")
         if is_atari:
-            meanings = env.unwrapped.get_action_meanings()
+            atari: Any = env.unwrapped  # ale_py's AtariEnv
+            meanings = atari.get_action_meanings()
             fire = meanings.index("FIRE") if "FIRE" in meanings else None
         if isinstance(act_space, gym.spaces.Discrete):
             kind, dim, low, high = "discrete", int(act_space.n), [], []
@@ -195,7 +197,7 @@ class FireOnLifeLoss(gym.Wrapper):
         lives = int(info.get("lives", 0))
         if 0 < lives < self.lives and not (terminated or truncated):
             obs, r2, terminated, truncated, info = self.env.step(self.fire_action)
-            reward += r2
+            reward = float(reward) + float(r2)
             lives = int(info.get("lives", 0))
         self.lives = lives
         return obs, reward, terminated, truncated, info
@@ -219,22 +221,24 @@ class ActionRepeat(gym.Wrapper):
 
     def reset(self, **kwargs):
         if self._skip:
-            self.env.unwrapped.skip_render = False
+            base: Any = self.env.unwrapped  # the project's CarRacing (skip_render, redraw)
+            base.skip_render = False
         return self.env.reset(**kwargs)
 
     def step(self, action):
         total, frames = 0.0, 0
+        base: Any = self.env.unwrapped if self._skip else None  # the project's CarRacing (skip_render, redraw)
         for i in range(self.repeat):
             if self._skip:
-                self.env.unwrapped.skip_render = i < self.repeat - 1
+                base.skip_render = i < self.repeat - 1
             obs, reward, terminated, truncated, info = self.env.step(action)
             total += float(reward)
             frames += 1
             if terminated or truncated:
                 break
-        if self._skip and self.env.unwrapped.skip_render:  # ended early on an undrawn frame
-            self.env.unwrapped.skip_render = False
-            obs = self.env.unwrapped.redraw()
+        if self._skip and base.skip_render:  # ended early on an undrawn frame
+            base.skip_render = False
+            obs = base.redraw()
         info = dict(info, frames=frames)
         return obs, total, terminated, truncated, info
 

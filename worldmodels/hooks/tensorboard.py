@@ -15,12 +15,16 @@ from __future__ import annotations
 import logging
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..context import HookContext, RunContext
 from ..errors import UserError
 from ..runfolder import RunFolder
 from ..stages.base import produces_generations
 from .base import Hook
+
+if TYPE_CHECKING:
+    from torch.utils.tensorboard import SummaryWriter
 
 log = logging.getLogger("worldmodels")
 
@@ -38,7 +42,7 @@ def hparams_of(cfg, recipe: dict | None = None) -> dict:
     out: dict = {}
 
     def walk(value, prefix: str) -> None:
-        if dataclasses.is_dataclass(value):
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
             value = dataclasses.asdict(value)
         if isinstance(value, dict):
             for k, v in value.items():
@@ -58,7 +62,7 @@ def hparams_of(cfg, recipe: dict | None = None) -> dict:
 EPOCH_KEYS = {"vae": ("loss", "recon", "kl"), "mdnrnn": ("loss", "gmm", "reward", "done")}
 
 
-def summary_writer_class():
+def summary_writer_class() -> type[SummaryWriter]:
     """torch.utils.tensorboard.SummaryWriter, or a UserError saying how to install it."""
     try:
         import tensorboard  # noqa: F401
@@ -75,7 +79,7 @@ class TensorBoardLogger(Hook):
 
     def __init__(self):
         self.writer_cls = summary_writer_class()  # fails before anything is trained or written
-        self.writer = None
+        self.writer: SummaryWriter | None = None
         self.failed = False
 
     def log_dir(self, ctx: HookContext) -> Path:
@@ -101,6 +105,7 @@ class TensorBoardLogger(Hook):
         values = hparams_of(ctx.cfg, ctx.recipe)
         exp, ssi, _ = hparams(values, {k: 0.0 for k in HPARAM_METRICS})
         # in this env's own folder, beside its scalars (add_hparams would make a subfolder)
+        assert self.writer is not None  # on_env_start made it
         writer = self.writer._get_file_writer()
         writer.add_summary(exp)
         writer.add_summary(ssi)
@@ -115,6 +120,7 @@ class TensorBoardLogger(Hook):
             self._fail(exc)
 
     def _scalar(self, tag: str, value, step: int) -> None:
+        assert self.writer is not None  # _write and _final check it
         if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(float(value)):
             self.writer.add_scalar(tag, float(value), step)
 
@@ -127,6 +133,7 @@ class TensorBoardLogger(Hook):
         return int(getattr(ctx, "env_steps", 0) or 0)
 
     def _write(self, ctx: HookContext, stage, report) -> None:
+        assert self.writer is not None  # on_step_end checks it
         m = report.metrics
         if stage == "collect":
             self._scalar("collect/rollouts", m.get("rollouts"), self.env_step(ctx, m))

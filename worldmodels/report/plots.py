@@ -82,10 +82,10 @@ def _steps_label(x: float, _pos=None) -> str:
 def _band(series: list[tuple[list[float], list[float]]]) -> tuple[np.ndarray, ...]:
     """Runs' curves on the union of their x values (each run interpolated within its own range,
     absent outside it): x, mean, min and max over the runs present at each x."""
-    series = [(np.asarray(x, float), np.asarray(y, float)) for x, y in series if len(x)]
-    grid = np.unique(np.concatenate([x for x, _ in series]))
-    ys = np.full((len(series), len(grid)), np.nan)
-    for i, (x, y) in enumerate(series):
+    arrays = [(np.asarray(x, float), np.asarray(y, float)) for x, y in series if len(x)]
+    grid = np.unique(np.concatenate([x for x, _ in arrays]))
+    ys = np.full((len(arrays), len(grid)), np.nan)
+    for i, (x, y) in enumerate(arrays):
         order = np.argsort(x, kind="stable")
         x, y = x[order], y[order]
         inside = (grid >= x[0]) & (grid <= x[-1])
@@ -139,8 +139,8 @@ def draw_panel(ax, panel: Panel, axis: str, scale: float = 1.0, legend: bool = T
         else:
             err = float(np.std(means, ddof=1))
             text = f"final eval {y:.2f} ± {err:.2f} over {len(means)} runs"
-        x = float(np.mean(ends)) / scale
-        ax.errorbar([x], [y], yerr=[err], fmt="*", markersize=11, color="black", capsize=4, zorder=5, label=text)
+        x_end = float(np.mean(ends)) / scale
+        ax.errorbar([x_end], [y], yerr=[err], fmt="*", markersize=11, color="black", capsize=4, zorder=5, label=text)
         ys += [y - err, y + err]
     ys = [v for v in ys if math.isfinite(v)]
     if ys:

@@ -161,11 +161,11 @@ def run(ctx: StageContext) -> Iterator[StepReport]:
                 if starts is None:
                     starts = dream_starts(ctx)
                 pool, has_ends = starts
-                returns, steps = dream_returns(
+                dreamt, steps = dream_returns(
                     agent.mdnrnn, agent.controller, solutions, pool, cfg.dream.rollouts,
                     dream_steps, cfg.dream.temperature, seed=int(rng.integers(2**31)),
                     inputs=agent.inputs, device=ctx.device, done_threshold=done_threshold_for(has_ends))
-                returns = returns.cpu().numpy().astype(np.float64)
+                returns = dreamt.cpu().numpy().astype(np.float64)
             else:
                 seeds = rng.integers(0, TRAIN_SEED_END, reps)
                 episodes = [Episode(int(seed), cand) for cand in range(pop) for seed in seeds]
