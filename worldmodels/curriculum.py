@@ -7,8 +7,10 @@ import shutil
 import signal
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import yaml
@@ -38,11 +40,11 @@ class Interrupt:
         self.flag = False
         self.previous: dict = {}
 
-    def install(self):
+    def install(self) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             self.previous[sig] = signal.signal(sig, self._handle)
 
-    def uninstall(self):
+    def uninstall(self) -> None:
         """The handlers from before install() (a library call leaves its caller's as it found them)."""
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
@@ -120,7 +122,7 @@ class EnvContext:
         return any(r["round"] == round_ and r["stage"] == stage
                    and not (r.get("cut") and self.budget_reason() is None) for r in self.manifest["records"])
 
-    def record_stage(self, stage: str, **info) -> None:
+    def record_stage(self, stage: str, **info: Any) -> None:
         self.manifest["records"] = [r for r in self.manifest["records"]
                                     if not (r["round"] == self.round and r["stage"] == stage)]
         self.manifest["records"].append({"round": self.round, "stage": stage, **info})
@@ -192,7 +194,7 @@ class EnvContext:
         return -1
 
     # -- progress ------------------------------------------------------------------------------
-    def set_progress_bar(self, bar) -> None:
+    def set_progress_bar(self, bar: Any) -> None:
         self._bar = bar
 
     def progress(self, total: int, initial: int = 0) -> None:
@@ -221,7 +223,7 @@ class EnvContext:
             self._agent = (key, agent.to(self.device))
         return self._agent[1]
 
-    def evaluate(self, params, episodes: int, seed_start: int, renderer: str = "official",
+    def evaluate(self, params: Any, episodes: int, seed_start: int, renderer: str = "official",
                  agent: Agent | None = None) -> dict:
         """Seeds seed_start + i, the official env unless told; workers are kept between
         snapshots of this env. `agent`: V and M other than this round's (those of a best.pt).
@@ -373,7 +375,7 @@ class Run:
     def update_results(self, entry: dict) -> None:
         self.folder.update_results(entry, self.env_ids)
 
-    def call(self, method: str, *args) -> None:
+    def call(self, method: str, *args: Any) -> None:
         for hook in self.hooks:
             getattr(hook, method)(*args)
 
@@ -540,7 +542,7 @@ def link_files(source: Path, target: Path) -> None:
                     (here / name).symlink_to(Path(folder) / name)
 
 
-def env_matcher(env_id: str):
+def env_matcher(env_id: str) -> Callable[[str], bool]:
     """matches(name): whether an env_overrides entry named name is about env_id."""
     def matches(name: str) -> bool:
         try:

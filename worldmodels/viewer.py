@@ -29,7 +29,10 @@ from .envs import preprocess
 from .errors import UserError
 
 if TYPE_CHECKING:
+    import gymnasium as gym
+
     from .agent import Agent
+    from .engine.policies import WorldModelPolicy
 
 WINDOW = "worldmodels"
 CANVAS_H = 480  # composed frame: 480 high, at least 640 wide (the window at least 600 x 400)
@@ -130,16 +133,17 @@ def message_frame(lines: list[str]) -> np.ndarray:
     return canvas
 
 
-def describe_action(action, meanings: list[str] | None = None) -> str:
+def describe_action(action: Any, meanings: list[str] | None = None) -> str:
     if np.ndim(action) == 0:
         a = int(action)
         return f"{a} ({meanings[a]})" if meanings and 0 <= a < len(meanings) else str(a)
     return "[" + ", ".join(f"{v:+.2f}" for v in np.asarray(action, dtype=float).reshape(-1)) + "]"
 
 
-def action_meanings(env) -> list[str] | None:
+def action_meanings(env: gym.Env) -> list[str] | None:
     try:
-        return list(env.unwrapped.get_action_meanings())
+        unwrapped: Any = env.unwrapped  # ale_py's AtariEnv has them
+        return list(unwrapped.get_action_meanings())
     except Exception:  # noqa: BLE001 - only Atari envs have them
         return None
 
@@ -318,8 +322,8 @@ class Step:
 
 
 @torch.no_grad()
-def run_episode(agent: Agent, policy, env, seed: int, on_step: Callable[[Step], bool] | None = None,
-                ) -> tuple[float, int, bool]:
+def run_episode(agent: Agent, policy: WorldModelPolicy, env: gym.Env, seed: int,
+                on_step: Callable[[Step], bool] | None = None) -> tuple[float, int, bool]:
     """One episode, batch 1, with `policy` (agent.policy(params, 1, device)). on_step is called
     before every action; when it returns False the episode is abandoned.
     Returns (score, steps, finished)."""

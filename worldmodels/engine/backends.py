@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,7 @@ class LocalBackend:
         return n_workers if n_workers > 1 else 0
 
     def make_worker(self, spec: dict, lanes: list[int], renderer: str, max_steps: int, timeout: float,
-                    n_workers: int):
+                    n_workers: int) -> InlineWorker | ProcessWorker:
         cls = InlineWorker if n_workers == 1 else ProcessWorker
         return cls(spec, lanes, renderer, max_steps, timeout)
 
@@ -140,7 +141,7 @@ class EnvActor:
 
         return {"pid": os.getpid(), "node": ray.get_runtime_context().get_node_id(), "host": socket.gethostname()}
 
-    def handle(self, msg: tuple):
+    def handle(self, msg: tuple) -> Any:
         return self.envs.handle(msg)
 
 
@@ -189,7 +190,7 @@ class RayWorker:
     def send(self, msg: tuple) -> None:
         self.refs.append(self.actor.handle.remote(msg))  # an actor runs one caller's calls in order
 
-    def receive(self):
+    def receive(self) -> Any:
         import ray
 
         try:
@@ -281,7 +282,7 @@ class RayBackend:
         return n_workers  # actors on the head node compete with the master like local workers
 
     def make_worker(self, spec: dict, lanes: list[int], renderer: str, max_steps: int, timeout: float,
-                    n_workers: int):
+                    n_workers: int) -> RayWorker:
         self.made += 1
         return RayWorker(spec, lanes, renderer, max_steps, timeout, index=self.made - 1)
 
@@ -299,7 +300,8 @@ class RayBackend:
             ray.shutdown()
 
 
-def make_backend(name: str, workers: int = 0, address: str = "", log_fn=None):
+def make_backend(name: str, workers: int = 0, address: str = "",
+                 log_fn: Callable[[str], None] | None = None) -> LocalBackend | RayBackend:
     if name == "ray":
         return RayBackend(address, workers, log_fn)
     return LocalBackend(workers)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -44,7 +45,7 @@ class WorldModelPolicy:
             self.rngs[lane] = np.random.default_rng([episode.seed, 7])
 
     @torch.no_grad()
-    def act(self, obs: np.ndarray, lanes) -> list:
+    def act(self, obs: np.ndarray, lanes: list[int]) -> list:
         lanes = list(lanes)
         idx = torch.as_tensor(lanes, dtype=torch.long, device=self.device)
         z, _ = self.vae.encode(frames_to_tensor(obs[lanes], self.device))
@@ -71,7 +72,8 @@ class WorldModelPolicy:
             np.asarray(self.spec.high) - np.asarray(self.spec.low)) / 2
         return np.clip(noisy, self.spec.low, self.spec.high).astype(np.float32)
 
-    def observe(self, lane, action, obs, reward, terminated, truncated) -> None:
+    def observe(self, lane: int, action: Any, obs: np.ndarray, reward: float, terminated: bool,
+                truncated: bool) -> None:
         pass
 
     def end(self, lane: int) -> None:
@@ -135,10 +137,11 @@ class ExplorePolicy:
                              rng.uniform(0, 0.3) if rng.random() < 0.1 else 0.0], np.float32)
         return rng.uniform(self.low, self.high).astype(np.float32)
 
-    def act(self, obs: np.ndarray, lanes) -> list:
+    def act(self, obs: np.ndarray, lanes: list[int]) -> list:
         actions = []
         for lane in lanes:
             rng, prev = self.rngs[lane], self.prev[lane]
+            assert rng is not None  # start() seeds it
             if self.carracing and not self.random and rng.random() < MODE_SWITCH[self.follow[lane]]:
                 self.follow[lane] = not self.follow[lane]
             if self.carracing and self.follow[lane]:
@@ -155,7 +158,8 @@ class ExplorePolicy:
             actions.append(action)
         return actions
 
-    def observe(self, lane, action, obs, reward, terminated, truncated) -> None:
+    def observe(self, lane: int, action: Any, obs: np.ndarray, reward: float, terminated: bool,
+                truncated: bool) -> None:
         pass
 
     def end(self, lane: int) -> None:
@@ -187,15 +191,19 @@ class Recorder:
         self.buffers[lane] = {"obs": [], "actions": [], "rewards": [], "terminated": [], "truncated": []}
         self.pending_first[lane] = True
 
-    def act(self, obs: np.ndarray, lanes) -> list:
+    def act(self, obs: np.ndarray, lanes: list[int]) -> list:
         for lane in lanes:
             if self.pending_first[lane]:
-                self.buffers[lane]["obs"].append(obs[lane].copy())
+                buf = self.buffers[lane]
+                assert buf is not None  # start() made it
+                buf["obs"].append(obs[lane].copy())
                 self.pending_first[lane] = False
         return self.policy.act(obs, lanes)
 
-    def observe(self, lane, action, obs, reward, terminated, truncated) -> None:
+    def observe(self, lane: int, action: Any, obs: np.ndarray, reward: float, terminated: bool,
+                truncated: bool) -> None:
         buf = self.buffers[lane]
+        assert buf is not None  # start() made it
         buf["obs"].append(obs.copy())
         buf["actions"].append(action)
         buf["rewards"].append(reward)

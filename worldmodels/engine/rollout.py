@@ -11,7 +11,7 @@ import os
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -43,13 +43,13 @@ class EpisodeResult:
 
 
 class Policy(Protocol):
-    """Batched over lanes. Arrays are indexed by lane; `active` marks lanes with an episode."""
+    """Batched over lanes. Arrays are indexed by lane; act() is asked for the lanes listed."""
 
     def start(self, lane: int, episode: Episode) -> None: ...
 
-    def act(self, obs: np.ndarray, active: np.ndarray) -> list: ...
+    def act(self, obs: np.ndarray, lanes: list[int]) -> list: ...
 
-    def observe(self, lane: int, action, obs: np.ndarray, reward: float, terminated: bool,
+    def observe(self, lane: int, action: Any, obs: np.ndarray, reward: float, terminated: bool,
                 truncated: bool) -> None: ...
 
     def end(self, lane: int) -> None: ...

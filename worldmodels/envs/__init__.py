@@ -9,8 +9,9 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
@@ -183,7 +184,7 @@ class FireOnLifeLoss(gym.Wrapper):
         self.fire_action = fire_action
         self.lives = 0
 
-    def reset(self, **kwargs):
+    def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
         obs, info = self.env.reset(**kwargs)
         self.lives = int(info.get("lives", 0))
         if self.lives > 0:
@@ -192,7 +193,7 @@ class FireOnLifeLoss(gym.Wrapper):
                 obs, info = self.env.reset(**kwargs)
         return obs, info
 
-    def step(self, action):
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         obs, reward, terminated, truncated, info = self.env.step(action)
         lives = int(info.get("lives", 0))
         if 0 < lives < self.lives and not (terminated or truncated):
@@ -219,13 +220,13 @@ class ActionRepeat(gym.Wrapper):
         self.repeat = repeat
         self._skip = hasattr(env.unwrapped, "skip_render")
 
-    def reset(self, **kwargs):
+    def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
         if self._skip:
             base: Any = self.env.unwrapped  # the project's CarRacing (skip_render, redraw)
             base.skip_render = False
         return self.env.reset(**kwargs)
 
-    def step(self, action):
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         total, frames = 0.0, 0
         base: Any = self.env.unwrapped if self._skip else None  # the project's CarRacing (skip_render, redraw)
         for i in range(self.repeat):
@@ -244,7 +245,7 @@ class ActionRepeat(gym.Wrapper):
 
 
 @contextlib.contextmanager
-def quiet_native_stderr():
+def quiet_native_stderr() -> Iterator[None]:
     """ALE prints a banner from C++ on every new emulator; keep it off the user's terminal."""
     try:
         saved = os.dup(2)

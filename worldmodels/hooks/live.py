@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from ..context import HookContext, RunContext
 from ..runfolder import EnvFolder
-from ..stages.base import produces_generations
+from ..stages.base import StepReport, produces_generations
 from .base import Hook
 
 if TYPE_CHECKING:
@@ -112,14 +112,14 @@ class LiveView(Hook):
     def on_env_start(self, ctx: HookContext) -> None:
         self._send("env", str(Path(ctx.env_dir).resolve()), ctx.spec.slug)
 
-    def on_step_end(self, ctx: HookContext, stage, report) -> None:
+    def on_step_end(self, ctx: HookContext, stage: str, report: StepReport) -> None:
         if produces_generations(stage):
             self._send("gen", int(report.index))
 
     def on_env_end(self, ctx: HookContext) -> None:
         self._send("env_end", str(Path(ctx.env_dir).resolve()))
 
-    def on_exception(self, ctx: HookContext, exc) -> None:
+    def on_exception(self, ctx: HookContext, exc: BaseException) -> None:
         self.close()
 
     def on_run_end(self, run: RunContext) -> None:
@@ -253,7 +253,7 @@ class BestWatcher:
         return True
 
 
-def child_main(queue, parent_pid: int, fps: float = LIVE_FPS) -> None:
+def child_main(queue: Queue, parent_pid: int, fps: float = LIVE_FPS) -> None:
     """The live view process: never lets an exception out (exit 1 with one line instead)."""
     try:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the trainer's; it stops us
@@ -310,6 +310,7 @@ def _child_loop(queue, parent_pid: int, fps: float) -> None:
                     env.close()
                 env = make_env(agent.spec, renderer="official")
                 env_for, meanings = agent.spec.id, action_meanings(env)
+            assert env is not None  # made above for this agent's env
             window.period = agent.spec.action_repeat / max(fps, 1e-3)  # one frame per (held) action
             policy = agent.policy(np.asarray(best.params).reshape(1, -1), 1, "cpu")
             episode += 1

@@ -20,11 +20,13 @@ from typing import TYPE_CHECKING
 from ..context import HookContext, RunContext
 from ..errors import UserError
 from ..runfolder import RunFolder
-from ..stages.base import produces_generations
+from ..stages.base import StepReport, produces_generations
 from .base import Hook
 
 if TYPE_CHECKING:
     from torch.utils.tensorboard import SummaryWriter
+
+    from ..config import TrainConfig
 
 log = logging.getLogger("worldmodels")
 
@@ -34,7 +36,7 @@ CONTROLLER_KEYS = ("best_fitness", "mean_fitness", "std_fitness", "sigma", "step
 HPARAM_METRICS = ("eval/mean", "eval/final_mean", "controller/mean_fitness")
 
 
-def hparams_of(cfg, recipe: dict | None = None) -> dict:
+def hparams_of(cfg: TrainConfig | dict, recipe: dict | None = None) -> dict:
     """A config dataclass as HParams values: dotted keys; numbers, bools and strings as they
     are, lists joined with commas, other values as text; None left out."""
     import dataclasses
@@ -111,7 +113,7 @@ class TensorBoardLogger(Hook):
         writer.add_summary(ssi)
         self.writer.flush()
 
-    def on_step_end(self, ctx: HookContext, stage, report) -> None:
+    def on_step_end(self, ctx: HookContext, stage: str, report: StepReport) -> None:
         if self.writer is None:
             return
         try:
@@ -187,7 +189,7 @@ class TensorBoardLogger(Hook):
         self._final(ctx)
         self.close()
 
-    def on_exception(self, ctx: HookContext, exc) -> None:
+    def on_exception(self, ctx: HookContext, exc: BaseException) -> None:
         self.close()
 
     def on_run_end(self, run: RunContext) -> None:

@@ -14,12 +14,16 @@ import math
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..runfolder import EnvFolder
 from .reading import Curves, column, read_csv, run_epochs
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 AXIS_LABELS = {"steps": "env steps", "gens": "generation", "wall": "controller wall-clock"}
 TARGET_NEAR = 0.25  # a target within this fraction of the data's span beyond it is drawn
@@ -38,7 +42,7 @@ class Panel:
 # --------------------------------------------------------------------------- #
 # figures and bytes
 # --------------------------------------------------------------------------- #
-def new_figure(width: float, height: float):
+def new_figure(width: float, height: float) -> Figure:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -47,13 +51,13 @@ def new_figure(width: float, height: float):
     return fig
 
 
-def png_bytes(fig) -> bytes:
+def png_bytes(fig: Figure) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", metadata={"Software": None})  # the same bytes on a rerun
     return buf.getvalue()
 
 
-def pdf_bytes(fig) -> bytes:
+def pdf_bytes(fig: Figure) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="pdf", metadata={"Creator": None, "Producer": None, "CreationDate": None})
     return buf.getvalue()
@@ -93,7 +97,7 @@ def _band(series: list[tuple[list[float], list[float]]]) -> tuple[np.ndarray, ..
     return grid, np.nanmean(ys, axis=0), np.nanmin(ys, axis=0), np.nanmax(ys, axis=0)
 
 
-def draw_panel(ax, panel: Panel, axis: str, scale: float = 1.0, legend: bool = True) -> None:
+def draw_panel(ax: Axes, panel: Panel, axis: str, scale: float = 1.0, legend: bool = True) -> None:
     """One env's controller curves on ax: a run's population mean (± std), best and eval
     snapshots; several runs' means over runs with min-max bands. x values are divided by scale."""
     from matplotlib.ticker import FuncFormatter, MaxNLocator

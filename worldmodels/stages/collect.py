@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 
@@ -15,7 +16,7 @@ from ..engine.rollout import Episode, LaneEngine
 from .base import StepReport
 
 
-def rollout_length(path) -> int:
+def rollout_length(path: str | Path) -> int:
     return int(load_arrays(path, ("rewards",))["rewards"].shape[0])
 
 
