@@ -8,9 +8,10 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 
 from .checkpoint import BUNDLE_FORMAT, BUNDLE_VERSION
-from .config import RANGES
+from .config import RANGES, ControllerConfig
 from .engine.policies import WorldModelPolicy
 from .engine.rollout import Episode, LaneEngine
 from .envs import EnvSpec
@@ -56,7 +57,8 @@ class Agent:
         return cls(spec, vae.eval(), mdnrnn.eval(), controller, inputs)
 
     @classmethod
-    def build_for(cls, spec: EnvSpec, z_dim: int, hidden: int, gaussians: int, controller_cfg) -> Agent:
+    def build_for(cls, spec: EnvSpec, z_dim: int, hidden: int, gaussians: int,
+                  controller_cfg: ControllerConfig) -> Agent:
         """An agent whose C has the form that a ControllerConfig asks for."""
         inputs = ControllerInputs(controller_cfg.use_h, controller_cfg.dz, controller_cfg.prev_actions)
         return cls.build(spec, z_dim, hidden, gaussians, inputs=inputs, c_hidden=controller_cfg.hidden)
@@ -65,16 +67,17 @@ class Agent:
     def use_h(self) -> bool:
         return self.inputs.use_h
 
-    def to(self, device) -> Agent:
+    def to(self, device: str | torch.device) -> Agent:
         self.vae.to(device)
         self.mdnrnn.to(device)
         return self
 
-    def policy(self, params: np.ndarray, lanes: int, device, noise: float = 0.0) -> WorldModelPolicy:
+    def policy(self, params: np.ndarray, lanes: int, device: str | torch.device,
+               noise: float = 0.0) -> WorldModelPolicy:
         return WorldModelPolicy(self.spec, self.vae, self.mdnrnn, self.controller, params, lanes,
                                 inputs=self.inputs, device=str(device), noise=noise)
 
-    def bundle(self, params: np.ndarray, eval_info: dict, provenance: dict) -> dict:
+    def bundle(self, params: ArrayLike, eval_info: dict, provenance: dict) -> dict:
         """Tensors and plain values only: torch.load(weights_only=True) rebuilds the agent."""
         return {
             "format": BUNDLE_FORMAT,
@@ -246,7 +249,7 @@ def eval_lanes(episodes: int) -> int:
     return min(EVAL_LANES, episodes)
 
 
-def evaluate(agent: Agent, params: np.ndarray, episodes: int, seed_start: int, device,
+def evaluate(agent: Agent, params: np.ndarray, episodes: int, seed_start: int, device: str | torch.device,
              workers: int = 0, max_steps: int = 0, engine: LaneEngine | None = None,
              abort: Callable[[], bool] | None = None) -> dict:
     """Mean/std of the return over `episodes` episodes with seeds seed_start + i, official env.
@@ -257,7 +260,7 @@ def evaluate(agent: Agent, params: np.ndarray, episodes: int, seed_start: int, d
     start = time.perf_counter()
     lanes = eval_lanes(episodes)
     own = engine is None
-    if own:
+    if engine is None:
         engine = LaneEngine(agent.spec, lanes, workers=workers, renderer="official", max_steps=max_steps)
     assert engine.lanes == lanes, "an evaluation engine must have eval_lanes(episodes) lanes"
     try:

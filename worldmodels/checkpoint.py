@@ -7,6 +7,7 @@ import io
 import os
 import pickle
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,8 @@ BUNDLE_VERSION = 1
 
 def save_npz(path: str | Path, **arrays: np.ndarray) -> None:
     buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
+    # numpy's stubs match **arrays against the allow_pickle: bool keyword too (numpy >= 2 has it)
+    np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]
     atomic_write_bytes(path, buf.getvalue())
 
 
@@ -100,7 +102,7 @@ def save_torch_state(path: str | Path, state: dict) -> None:
     save_torch(path, state)
 
 
-def load_torch_state(path: str | Path, what: str, log=None) -> dict | None:
+def load_torch_state(path: str | Path, what: str, log: Callable[[str], None] | None = None) -> dict | None:
     """The newest epoch state whose checksums match; a corrupt newest file falls back to the
     previous one. None when there is neither; CheckpointError when they are all damaged."""
     path = Path(path)
@@ -214,7 +216,7 @@ def check_state(path: str | Path, trust: bool = False) -> None:
     load_state(path)  # raises the UntrustedState that says what to do
 
 
-def load_state(path: str | Path, log=None, trust: bool = False) -> dict | None:
+def load_state(path: str | Path, log: Callable[[str], None] | None = None, trust: bool = False) -> dict | None:
     """The newest state this user signed; a bad newest file falls back to the previous one.
     None when there is none. No signed state but an unsigned or foreign one: UntrustedState
     (trust=True reads it anyway: the user vouches for the folder)."""

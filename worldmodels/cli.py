@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from .errors import UserError
 
@@ -22,7 +23,7 @@ class OneLineParser(argparse.ArgumentParser):
 
         self.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
 
-    def error(self, message: str):
+    def error(self, message: str) -> NoReturn:
         print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
         raise SystemExit(2)
 
@@ -171,7 +172,7 @@ def train_parser() -> argparse.ArgumentParser:
     return p
 
 
-def choose_recipe(args) -> tuple[dict, str]:
+def choose_recipe(args: argparse.Namespace) -> tuple[dict, str]:
     """The configs a run starts from, and the banner's line on why: --config as given; else the
     recipe recorded in --out's run.yaml (a resume keeps its recipe on any machine); else the
     machine's: gpu where --device resolves to a CUDA device, laptop otherwise."""

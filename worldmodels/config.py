@@ -11,6 +11,7 @@ import copy
 import dataclasses
 import math
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -294,7 +295,7 @@ def bundled_configs() -> list[str]:
 
 
 def _bundled_text(name: str) -> str:
-    return resources.files("worldmodels").joinpath("configs", f"{ALIASES.get(name, name)}.yaml").read_text()
+    return resources.files("worldmodels").joinpath("configs").joinpath(f"{ALIASES.get(name, name)}.yaml").read_text()
 
 
 def describe_configs() -> list[tuple[str, str]]:
@@ -412,7 +413,7 @@ def _drop_keys(env_overrides: dict, dotted_keys: set[str]) -> dict:
     return out
 
 
-def effective(data: dict, matches) -> dict:
+def effective(data: dict, matches: Callable[[str], bool]) -> dict:
     """One env's settings, the rule in one place: a config as a dict (a TrainConfig's, or a
     run.yaml as read, of any version) with the env_overrides whose name matches(name) applied,
     in their order; a flat dict of dotted keys, env_overrides left out. env_config is the same
@@ -424,7 +425,7 @@ def effective(data: dict, matches) -> dict:
     return flat
 
 
-def env_config(cfg: TrainConfig, matches) -> TrainConfig:
+def env_config(cfg: TrainConfig, matches: Callable[[str], bool]) -> TrainConfig:
     """The config of one env (effective(), type-checked as a TrainConfig); its env_overrides are
     kept, so the result still says what differs between envs."""
     out = from_dict(_undot(effective(to_dict(cfg), matches), prefix=""))

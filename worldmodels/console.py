@@ -7,6 +7,12 @@ import os
 import shlex
 import sys
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .config import TrainConfig
+    from .curriculum import Run
+    from .envs import EnvSpec
 
 # Rough rates of the dev machine (2 cores, no GPU; the README's laptop rows): controller env
 # steps/s and V's frames x epochs/s. Scaled by the cores a run uses; for the banner's estimate only.
@@ -37,7 +43,7 @@ def _duration(seconds: float) -> str:
     return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{max(minutes, 1)} min"
 
 
-def env_estimate(cfg, spec, cores: int, gpu: bool) -> float | None:
+def env_estimate(cfg: TrainConfig, spec: EnvSpec, cores: int, gpu: bool) -> float | None:
     """Seconds one env's stages should take under cfg (its own config), or None without a step
     budget. A rough figure from the dev machine's rates, not a promise."""
     if cfg.max_env_steps <= 0:
@@ -49,7 +55,7 @@ def env_estimate(cfg, spec, cores: int, gpu: bool) -> float | None:
     return v_s + cfg.max_env_steps / (C_RATE[kind] * scale) + EVAL_S / scale
 
 
-def banner(run, env_cfgs: list, specs: list, why: str) -> list[str]:
+def banner(run: Run, env_cfgs: list, specs: list, why: str) -> list[str]:
     """The start banner: version, device, workers, recipe, output, the envs with their budgets, the estimate."""
     from . import __version__
 
@@ -89,7 +95,7 @@ def resume_command(command: list[str]) -> str:
     return shlex.join(part for part in command if part != "--restart")
 
 
-def closing(run, results: dict, interrupted: bool) -> list[str]:
+def closing(run: Run, results: dict, interrupted: bool) -> list[str]:
     """The lines after the run: how to resume it, or what to look at next."""
     if interrupted:
         return [f"interrupted: the checkpoints are saved; rerun the same command to resume: "

@@ -7,8 +7,10 @@ import shutil
 import signal
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import yaml
@@ -38,11 +40,11 @@ class Interrupt:
         self.flag = False
         self.previous: dict = {}
 
-    def install(self):
+    def install(self) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             self.previous[sig] = signal.signal(sig, self._handle)
 
-    def uninstall(self):
+    def uninstall(self) -> None:
         """The handlers from before install() (a library call leaves its caller's as it found them)."""
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
@@ -88,8 +90,10 @@ class EnvContext:
         self.device, self.backend, self.hooks = run.device, run.backend, run.hooks
         self.recipe = run.recipe
         self.log = run.log
-        self.round, self.stage = 0, None
-        self.should_stop, self.stop_reason, self.early_stopped = False, None, False
+        self.round = 0
+        self.stage: str | None = None
+        self.should_stop, self.early_stopped = False, False
+        self.stop_reason: str | None = None
         self.status = "running"
         self.best_eval: dict | None = None
         self.resume_state: dict | None = None
@@ -118,7 +122,7 @@ class EnvContext:
         return any(r["round"] == round_ and r["stage"] == stage
                    and not (r.get("cut") and self.budget_reason() is None) for r in self.manifest["records"])
 
-    def record_stage(self, stage: str, **info) -> None:
+    def record_stage(self, stage: str, **info: Any) -> None:
         self.manifest["records"] = [r for r in self.manifest["records"]
                                     if not (r["round"] == self.round and r["stage"] == stage)]
         self.manifest["records"].append({"round": self.round, "stage": stage, **info})
@@ -168,7 +172,7 @@ class EnvContext:
     def interrupted(self) -> bool:
         return self.run.interrupt.flag
 
-    def stop(self, reason: str) -> None:
+    def stop(self, reason: str | None) -> None:
         self.should_stop = True
         if self.stop_reason is None:
             self.stop_reason = reason
@@ -199,7 +203,7 @@ class EnvContext:
         return -1
 
     # -- progress ------------------------------------------------------------------------------
-    def set_progress_bar(self, bar) -> None:
+    def set_progress_bar(self, bar: Any) -> None:
         self._bar = bar
 
     def progress(self, total: int, initial: int = 0) -> None:
@@ -228,7 +232,7 @@ class EnvContext:
             self._agent = (key, agent.to(self.device))
         return self._agent[1]
 
-    def evaluate(self, params, episodes: int, seed_start: int, renderer: str = "official",
+    def evaluate(self, params: Any, episodes: int, seed_start: int, renderer: str = "official",
                  agent: Agent | None = None) -> dict:
         """Seeds seed_start + i, the official env unless told; workers are kept between
         snapshots of this env. `agent`: V and M other than this round's (those of a best.pt).
@@ -380,7 +384,7 @@ class Run:
     def update_results(self, entry: dict) -> None:
         self.folder.update_results(entry, self.env_ids)
 
-    def call(self, method: str, *args) -> None:
+    def call(self, method: str, *args: Any) -> None:
         for hook in self.hooks:
             getattr(hook, method)(*args)
 
@@ -547,7 +551,7 @@ def link_files(source: Path, target: Path) -> None:
                     (here / name).symlink_to(Path(folder) / name)
 
 
-def env_matcher(env_id: str):
+def env_matcher(env_id: str) -> Callable[[str], bool]:
     """matches(name): whether an env_overrides entry named name is about env_id."""
     def matches(name: str) -> bool:
         try:

@@ -12,6 +12,7 @@ import io
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ def write_error(path: str | Path, exc: OSError) -> UserError:
 
 
 @contextmanager
-def writing(path: str | Path):
+def writing(path: str | Path) -> Iterator[None]:
     """Around a write that is not atomic_write_bytes (mkdir, unlink, a link, a copy): an OSError
     in it becomes write_error's one line (UserError) instead of a traceback."""
     try:

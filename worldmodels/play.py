@@ -62,7 +62,7 @@ def find_ckpt(ckpt: str | Path, env_id: str | None) -> Path:
     return RunFolder(path).env_by_slug(found[0]).best
 
 
-def load_agent_for(env: str | None, ckpt: str, device) -> tuple[Agent, np.ndarray]:
+def load_agent_for(env: str | None, ckpt: str, device: str | torch.device) -> tuple[Agent, np.ndarray]:
     """The agent of --ckpt; --env (optional: best.pt names its env) must be the one it was trained on."""
     env_id = resolve_env_ids([env])[0] if env else None
     path = find_ckpt(ckpt, env_id)
@@ -94,8 +94,8 @@ def folder_env(path: Path) -> str | None:
 
 
 @torch.no_grad()
-def play_visible(agent: Agent, params: np.ndarray, episodes: int, seed: int, device, window: bool | Window,
-                 sink: VideoSink | None, fps: float, max_steps: int,
+def play_visible(agent: Agent, params: np.ndarray, episodes: int, seed: int, device: str | torch.device,
+                 window: bool | Window, sink: VideoSink | None, fps: float, max_steps: int,
                  abort: Callable[[], bool] | None = None) -> list[float]:
     """The official env, batch 1, every frame shown and/or recorded (one frame per step).
     Returns the scores of the episodes played to their end (q, or abort() true, stops early)."""
@@ -129,8 +129,8 @@ def play_visible(agent: Agent, params: np.ndarray, episodes: int, seed: int, dev
 
 # -- inside the dream ----------------------------------------------------------------------------
 @torch.no_grad()
-def play_dream(agent: Agent, params: np.ndarray, episodes: int, seed: int, device, window: bool | Window,
-               sink: VideoSink | None, fps: float, max_steps: int = 0,
+def play_dream(agent: Agent, params: np.ndarray, episodes: int, seed: int, device: str | torch.device,
+               window: bool | Window, sink: VideoSink | None, fps: float, max_steps: int = 0,
                temperature: float = DEFAULT_TEMPERATURE) -> list[float]:
     """The agent plays inside M. Episode i starts from V's z (mean) of the first real frame of the
     official env reset with seed S + i; then C acts on its inputs (as in training), M steps, its
@@ -187,7 +187,7 @@ def play_dream(agent: Agent, params: np.ndarray, episodes: int, seed: int, devic
     return scores
 
 
-def record_bundle(ckpt: Path, video: Path, max_steps: int, device, seed: int,
+def record_bundle(ckpt: Path, video: Path, max_steps: int, device: str | torch.device, seed: int,
                   abort: Callable[[], bool] | None = None, fps: float = 60.0) -> float | None:
     """One episode of an agent bundle on the official env, recorded as wm-play --record does,
     capped at max_steps env steps; written to a temp file and moved to `video` when whole.

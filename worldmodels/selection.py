@@ -15,8 +15,10 @@ hooks.builtin.EvalSnapshot calls Selection from the curriculum's loop.
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .agent import CONFIRM_SEED_START, FINAL_SEED_START, PICK_SEED_START, SNAPSHOT_SEED_START, Agent, check_bundle
 from .checkpoint import load_bundle, save_torch
@@ -24,15 +26,18 @@ from .context import HookContext
 from .errors import Interrupted
 from .fileio import read_json, write_json
 
+if TYPE_CHECKING:
+    from .stages.base import StepReport
 
-def write_best(ctx, params, snapshot: dict, gen: int) -> None:
+
+def write_best(ctx: HookContext, params: ArrayLike, snapshot: dict, gen: int) -> None:
     """best.pt: this round's V and M with `params` as C, and the evaluation that chose it."""
     bundle = ctx.load_agent().bundle(params, {"snapshot": snapshot, "final": None}, ctx.provenance(gen=gen))
     save_torch(ctx.files.best, bundle)
     ctx.record_final(None)  # it scored the best.pt this one replaces
 
 
-def keep_best(ctx: HookContext, report) -> None:
+def keep_best(ctx: HookContext, report: StepReport) -> None:
     """best.pt for a snapshot that beat the earlier ones (Selection.snapshot marked it in
     report.metrics); the checkpoint hook calls this before the step's resume state is written,
     so a kill between the two redoes the step and writes best.pt again."""
@@ -82,7 +87,7 @@ class Selection:
         self.finalists, self.pick_episodes = finalists, pick_episodes
         self.reset()
 
-    def reset(self):
+    def reset(self) -> None:
         self.best: dict | None = None
         self.best_params: list | None = None
         self.solved = False
@@ -90,14 +95,14 @@ class Selection:
         self.center: dict | None = None  # CMA-ES's mean after the last generation: {gen, round, params}
 
     # -- during the stage ---------------------------------------------------------------------
-    def snapshot(self, ctx: HookContext, report) -> None:
+    def snapshot(self, ctx: HookContext, report: StepReport) -> None:
         """After a generation: every `every`-th (and the first and last) is scored; the result
         goes into report.metrics ("eval", "new_best", "confirm"), which the checkpoint and
         artifact hooks write. Interrupted propagates: the step is then not checkpointed."""
         gen = report.index
         if "mean_params" in report.extra:
             self.center = {"gen": gen, "round": ctx.round, "params": report.extra["mean_params"]}
-        if not (gen % self.every == 0 or gen == report.total - 1):
+        if not (gen % self.every == 0 or (report.total is not None and gen == report.total - 1)):
             return
         params = report.extra["best_params"]
         result = ctx.evaluate(params, self.episodes, SNAPSHOT_SEED_START, renderer=self.renderer)
@@ -108,6 +113,7 @@ class Selection:
                          "renderer": result.get("renderer", "official")}
             self.best_params = [float(v) for v in params]
             report.metrics["new_best"] = True
+        assert self.best is not None  # set above on the first snapshot (new_best)
         report.metrics["eval"] = dict(result, gen=gen, best_so_far=dict(self.best))
         ctx.record_best(self.best)
         target = ctx.spec.target
@@ -210,13 +216,13 @@ class Selection:
                 f"{time.perf_counter() - start:.0f} s)")
 
     # -- resume ----------------------------------------------------------------------------------
-    def state_dict(self):
+    def state_dict(self) -> dict:
         return {"best": self.best, "best_params": self.best_params, "solved": self.solved,
                 "top": [dict(e, params=[float(v) for v in e["params"]]) for e in self.top],
                 "center": None if self.center is None else dict(self.center,
                                                                 params=[float(v) for v in self.center["params"]])}
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state: dict) -> None:
         self.best, self.best_params, self.solved = state["best"], state["best_params"], state["solved"]
         self.top, self.center = state.get("top", []), state.get("center")  # absent before finalists existed
 

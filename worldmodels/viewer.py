@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -29,7 +29,10 @@ from .envs import preprocess
 from .errors import UserError
 
 if TYPE_CHECKING:
+    import gymnasium as gym
+
     from .agent import Agent
+    from .engine.policies import WorldModelPolicy
 
 WINDOW = "worldmodels"
 CANVAS_H = 480  # composed frame: 480 high, at least 640 wide (the window at least 600 x 400)
@@ -130,16 +133,17 @@ def message_frame(lines: list[str]) -> np.ndarray:
     return canvas
 
 
-def describe_action(action, meanings: list[str] | None = None) -> str:
+def describe_action(action: Any, meanings: list[str] | None = None) -> str:
     if np.ndim(action) == 0:
         a = int(action)
         return f"{a} ({meanings[a]})" if meanings and 0 <= a < len(meanings) else str(a)
     return "[" + ", ".join(f"{v:+.2f}" for v in np.asarray(action, dtype=float).reshape(-1)) + "]"
 
 
-def action_meanings(env) -> list[str] | None:
+def action_meanings(env: gym.Env) -> list[str] | None:
     try:
-        return list(env.unwrapped.get_action_meanings())
+        unwrapped: Any = env.unwrapped  # ale_py's AtariEnv has them
+        return list(unwrapped.get_action_meanings())
     except Exception:  # noqa: BLE001 - only Atari envs have them
         return None
 
@@ -219,7 +223,9 @@ class VideoSink:
     256-colour palette); every frame written, no display used."""
 
     def __init__(self, path: str, fps: float):
-        self.path, self.fps, self.frames, self.writer, self.count = Path(path), fps, [], None, 0
+        self.path, self.fps, self.count = Path(path), fps, 0
+        self.frames: list = []  # .gif: PIL palette images
+        self.writer: Any = None  # cv2.VideoWriter (.avi) or imageio-ffmpeg's frame generator (.mp4)
         self.kind = self.path.suffix.lower()
         if self.kind not in (".mp4", ".avi", ".gif"):
             raise UserError(f"--record {path}: use a .mp4, .avi or .gif file name")
@@ -244,7 +250,7 @@ class VideoSink:
             self._add_h264(frame)
             return
         if self.writer is None:
-            fourcc = cv2.VideoWriter_fourcc(*("mp4v" if self.kind == ".mp4" else "MJPG"))
+            fourcc = cv2.VideoWriter.fourcc(*("mp4v" if self.kind == ".mp4" else "MJPG"))
             self.size = (frame.shape[1], frame.shape[0])
             self.writer = cv2.VideoWriter(str(self.path), fourcc, float(self.fps), self.size)
             if not self.writer.isOpened():
@@ -316,8 +322,8 @@ class Step:
 
 
 @torch.no_grad()
-def run_episode(agent: Agent, policy, env, seed: int, on_step: Callable[[Step], bool] | None = None,
-                ) -> tuple[float, int, bool]:
+def run_episode(agent: Agent, policy: WorldModelPolicy, env: gym.Env, seed: int,
+                on_step: Callable[[Step], bool] | None = None) -> tuple[float, int, bool]:
     """One episode, batch 1, with `policy` (agent.policy(params, 1, device)). on_step is called
     before every action; when it returns False the episode is abandoned.
     Returns (score, steps, finished)."""

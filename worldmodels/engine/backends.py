@@ -12,7 +12,9 @@ import logging
 import os
 import socket
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from ..errors import UserError
 from .workers import InlineWorker, ProcessWorker, WorkerError
@@ -42,7 +44,7 @@ class LocalBackend:
         return n_workers if n_workers > 1 else 0
 
     def make_worker(self, spec: dict, lanes: list[int], renderer: str, max_steps: int, timeout: float,
-                    n_workers: int):
+                    n_workers: int) -> InlineWorker | ProcessWorker:
         cls = InlineWorker if n_workers == 1 else ProcessWorker
         return cls(spec, lanes, renderer, max_steps, timeout)
 
@@ -139,7 +141,7 @@ class EnvActor:
 
         return {"pid": os.getpid(), "node": ray.get_runtime_context().get_node_id(), "host": socket.gethostname()}
 
-    def handle(self, msg: tuple):
+    def handle(self, msg: tuple) -> Any:
         return self.envs.handle(msg)
 
 
@@ -169,7 +171,7 @@ class RayWorker:
         self.lanes = lanes
         self.timeout = timeout
         self.index = index
-        self.actor = None
+        self.actor: Any = None  # a Ray actor handle
         self.pid = None
         self.refs: deque = deque()  # answers of the requests sent, oldest first
         self._start()
@@ -180,7 +182,7 @@ class RayWorker:
         self.refs.clear()
         self.actor = _remote_actor().options(scheduling_strategy=_placement(self.index)).remote(*self.args)
         try:
-            self.where = ray.get(self.actor.info.remote(), timeout=max(self.timeout, 120.0))
+            self.where: dict = ray.get(self.actor.info.remote(), timeout=max(self.timeout, 120.0))
         except Exception as exc:  # noqa: BLE001 - any Ray failure is a worker failure
             raise WorkerError(f"Ray env actor failed to start: {_one_line(exc)}") from None
         self.pid = self.where["pid"]
@@ -188,7 +190,7 @@ class RayWorker:
     def send(self, msg: tuple) -> None:
         self.refs.append(self.actor.handle.remote(msg))  # an actor runs one caller's calls in order
 
-    def receive(self):
+    def receive(self) -> Any:
         import ray
 
         try:
@@ -254,7 +256,7 @@ class RayBackend:
         if address:  # before Ray is imported: it reads RAY_AUTH_MODE once, at import
             address = check_reachable(address)
         import ray
-        kwargs = dict(logging_level=logging.ERROR, log_to_driver=False, configure_logging=True)
+        kwargs: dict[str, Any] = dict(logging_level=logging.ERROR, log_to_driver=False, configure_logging=True)
         try:
             if address:
                 ray.init(address=address, **kwargs)
@@ -280,7 +282,7 @@ class RayBackend:
         return n_workers  # actors on the head node compete with the master like local workers
 
     def make_worker(self, spec: dict, lanes: list[int], renderer: str, max_steps: int, timeout: float,
-                    n_workers: int):
+                    n_workers: int) -> RayWorker:
         self.made += 1
         return RayWorker(spec, lanes, renderer, max_steps, timeout, index=self.made - 1)
 
@@ -298,7 +300,8 @@ class RayBackend:
             ray.shutdown()
 
 
-def make_backend(name: str, workers: int = 0, address: str = "", log_fn=None):
+def make_backend(name: str, workers: int = 0, address: str = "",
+                 log_fn: Callable[[str], None] | None = None) -> LocalBackend | RayBackend:
     if name == "ray":
         return RayBackend(address, workers, log_fn)
     return LocalBackend(workers)

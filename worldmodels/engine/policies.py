@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -44,7 +45,7 @@ class WorldModelPolicy:
             self.rngs[lane] = np.random.default_rng([episode.seed, 7])
 
     @torch.no_grad()
-    def act(self, obs: np.ndarray, lanes) -> list:
+    def act(self, obs: np.ndarray, lanes: list[int]) -> list:
         lanes = list(lanes)
         idx = torch.as_tensor(lanes, dtype=torch.long, device=self.device)
         z, _ = self.vae.encode(frames_to_tensor(obs[lanes], self.device))
@@ -64,13 +65,15 @@ class WorldModelPolicy:
 
     def _explore(self, lane: int, action):
         rng = self.rngs[lane]
+        assert rng is not None  # start() seeds it when noise > 0
         if self.spec.action_kind == "discrete":
             return int(rng.integers(self.spec.action_dim)) if rng.random() < self.noise else action
         noisy = action + rng.normal(0.0, self.noise, size=np.shape(action)) * (
             np.asarray(self.spec.high) - np.asarray(self.spec.low)) / 2
         return np.clip(noisy, self.spec.low, self.spec.high).astype(np.float32)
 
-    def observe(self, lane, action, obs, reward, terminated, truncated) -> None:
+    def observe(self, lane: int, action: Any, obs: np.ndarray, reward: float, terminated: bool,
+                truncated: bool) -> None:
         pass
 
     def end(self, lane: int) -> None:
@@ -113,6 +116,7 @@ class ExplorePolicy:
     def _follow_road(self, lane: int, frame: np.ndarray) -> np.ndarray:
         """Steer toward the mean column of the road pixels a little ahead of the car."""
         rng = self.rngs[lane]
+        assert rng is not None  # start() seeds it
         ahead = frame[FOLLOW_ROWS].astype(np.int16)
         r, g, b = ahead[..., 0], ahead[..., 1], ahead[..., 2]
         cols = np.nonzero((abs(r - g) < 15) & (abs(g - b) < 15) & (r > 70) & (r < 140))[1]
@@ -133,10 +137,11 @@ class ExplorePolicy:
                              rng.uniform(0, 0.3) if rng.random() < 0.1 else 0.0], np.float32)
         return rng.uniform(self.low, self.high).astype(np.float32)
 
-    def act(self, obs: np.ndarray, lanes) -> list:
+    def act(self, obs: np.ndarray, lanes: list[int]) -> list:
         actions = []
         for lane in lanes:
             rng, prev = self.rngs[lane], self.prev[lane]
+            assert rng is not None  # start() seeds it
             if self.carracing and not self.random and rng.random() < MODE_SWITCH[self.follow[lane]]:
                 self.follow[lane] = not self.follow[lane]
             if self.carracing and self.follow[lane]:
@@ -153,7 +158,8 @@ class ExplorePolicy:
             actions.append(action)
         return actions
 
-    def observe(self, lane, action, obs, reward, terminated, truncated) -> None:
+    def observe(self, lane: int, action: Any, obs: np.ndarray, reward: float, terminated: bool,
+                truncated: bool) -> None:
         pass
 
     def end(self, lane: int) -> None:
@@ -185,15 +191,19 @@ class Recorder:
         self.buffers[lane] = {"obs": [], "actions": [], "rewards": [], "terminated": [], "truncated": []}
         self.pending_first[lane] = True
 
-    def act(self, obs: np.ndarray, lanes) -> list:
+    def act(self, obs: np.ndarray, lanes: list[int]) -> list:
         for lane in lanes:
             if self.pending_first[lane]:
-                self.buffers[lane]["obs"].append(obs[lane].copy())
+                buf = self.buffers[lane]
+                assert buf is not None  # start() made it
+                buf["obs"].append(obs[lane].copy())
                 self.pending_first[lane] = False
         return self.policy.act(obs, lanes)
 
-    def observe(self, lane, action, obs, reward, terminated, truncated) -> None:
+    def observe(self, lane: int, action: Any, obs: np.ndarray, reward: float, terminated: bool,
+                truncated: bool) -> None:
         buf = self.buffers[lane]
+        assert buf is not None  # start() made it
         buf["obs"].append(obs.copy())
         buf["actions"].append(action)
         buf["rewards"].append(reward)
@@ -204,11 +214,13 @@ class Recorder:
     def end(self, lane: int) -> None:
         from ..checkpoint import save_npz
 
-        buf = self.buffers[lane]
-        path = self.path_for(self.episodes[lane])
+        buf, episode = self.buffers[lane], self.episodes[lane]
+        assert buf is not None and episode is not None  # start() set them
+        path = self.path_for(episode)
         arrays = dict(obs=np.stack(buf["obs"]), actions=np.asarray(buf["actions"]),
                       rewards=np.asarray(buf["rewards"], np.float32),
-                      terminated=np.asarray(buf["terminated"], bool), truncated=np.asarray(buf["truncated"], bool))
+                      terminated=np.asarray(buf["terminated"], np.bool_),
+                      truncated=np.asarray(buf["truncated"], np.bool_))
         self.buffers[lane] = None
         self.policy.end(lane)
         if self._pool is None:

@@ -11,7 +11,7 @@ import os
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -43,13 +43,13 @@ class EpisodeResult:
 
 
 class Policy(Protocol):
-    """Batched over lanes. Arrays are indexed by lane; `active` marks lanes with an episode."""
+    """Batched over lanes. Arrays are indexed by lane; act() is asked for the lanes listed."""
 
     def start(self, lane: int, episode: Episode) -> None: ...
 
-    def act(self, obs: np.ndarray, active: np.ndarray) -> list: ...
+    def act(self, obs: np.ndarray, lanes: list[int]) -> list: ...
 
-    def observe(self, lane: int, action, obs: np.ndarray, reward: float, terminated: bool,
+    def observe(self, lane: int, action: Any, obs: np.ndarray, reward: float, terminated: bool,
                 truncated: bool) -> None: ...
 
     def end(self, lane: int) -> None: ...
@@ -60,7 +60,8 @@ class torch_threads:
     shared with env workers is fastest with few threads: more only spin against each other."""
 
     def __init__(self, n: int = 1):
-        self.n, self.saved = n, None
+        self.n = n
+        self.saved: int | None = None
 
     def __enter__(self):
         import torch
@@ -72,6 +73,7 @@ class torch_threads:
     def __exit__(self, *exc):
         import torch
 
+        assert self.saved is not None, "__exit__ without __enter__"
         torch.set_num_threads(self.saved)
 
 
@@ -185,9 +187,9 @@ class LaneEngine:
             self.pending[w].append(msg)
         return list(per_worker)
 
-    def _collect(self, workers: list[int]) -> dict[int, object]:
+    def _collect(self, workers: list[int]) -> dict[int, tuple]:
         """The oldest answer of each of these workers, merged by lane."""
-        out: dict[int, object] = {}
+        out: dict[int, tuple] = {}
         for w in workers:
             for attempt in range(3):
                 try:
@@ -269,11 +271,11 @@ class LaneEngine:
                     lane_episode[lane] = None
                     self.history.pop(lane, None)
 
-        def launch(group: list[int]):
+        def launch(group: list[int]) -> tuple[list[int], dict[int, tuple], list[int]] | None:
             """Act for the group's running lanes and send their steps, with the resets of its
             lanes that start an episode; None when the group has nothing to do."""
             lanes = [lane for lane in group if lane_episode[lane] is not None and lane not in resets]
-            orders = {lane: ("reset", resets.pop(lane)) for lane in group if lane in resets}
+            orders: dict[int, tuple] = {lane: ("reset", resets.pop(lane)) for lane in group if lane in resets}
             if lanes:
                 orders.update((lane, ("step", a)) for lane, a in zip(lanes, policy.act(obs, lanes)))
             return (group, orders, self._post(orders)) if orders else None
@@ -310,6 +312,7 @@ class LaneEngine:
                 policy.observe(lane, action, answer[0], reward, terminated, truncated)
                 if terminated or truncated:
                     index = lane_episode[lane]
+                    assert index is not None  # a lane that stepped runs an episode
                     episode = episodes[index]
                     result = EpisodeResult(index, episode.seed, episode.candidate,
                                            float(returns[lane]), int(lengths[lane]))

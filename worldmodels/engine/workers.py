@@ -20,6 +20,8 @@ import time
 import traceback
 from collections import deque
 from multiprocessing import shared_memory
+from multiprocessing.connection import Connection
+from typing import Any
 
 import numpy as np
 
@@ -75,7 +77,7 @@ class LaneEnvs:
 
     def work(self, orders: dict[int, tuple]) -> dict[int, tuple]:
         """orders: lane -> ("step", action) or ("reset", seed)."""
-        out = {}
+        out: dict[int, tuple] = {}
         for lane, (what, value) in orders.items():
             if what == "reset":
                 obs, _ = self._reset_one(lane, value)
@@ -107,7 +109,7 @@ class LaneEnvs:
             out[lane] = (preprocess(obs, self.spec),)
         return out
 
-    def handle(self, msg: tuple):
+    def handle(self, msg: tuple) -> Any:
         kind, payload = msg
         return getattr(self, kind)(payload)
 
@@ -139,7 +141,7 @@ def _frames_from_shared(result: dict, frames: np.ndarray, slot: dict[int, int]) 
     return result
 
 
-def worker_main(conn, spec: dict, lanes: list[int], renderer: str, max_steps: int, shm_name: str) -> None:
+def worker_main(conn: Connection, spec: dict, lanes: list[int], renderer: str, max_steps: int, shm_name: str) -> None:
     _die_with_parent()
     # The master decides when to stop: Ctrl-C or a scheduler's SIGTERM to the process group
     # must not kill workers the master would then replace (it closes them, or they die with it).
@@ -217,7 +219,7 @@ class ProcessWorker:
         except (BrokenPipeError, OSError):
             raise WorkerError(f"worker pid {self.process.pid} died (exit code {self.process.exitcode})") from None
 
-    def receive(self):
+    def receive(self) -> Any:
         status, result = self._recv(self.timeout)
         if status != "ok":
             raise WorkerError(f"worker pid {self.process.pid} raised: {result.strip().splitlines()[-1]}")
@@ -255,7 +257,7 @@ class InlineWorker:
     def send(self, msg: tuple) -> None:
         self.results.append(self.envs.handle(msg))
 
-    def receive(self):
+    def receive(self) -> Any:
         return self.results.popleft()
 
     def restart(self) -> None:  # pragma: no cover - an inline worker cannot die alone

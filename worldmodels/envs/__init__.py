@@ -9,7 +9,9 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from typing import Any, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
@@ -122,7 +124,8 @@ def probe_spec(env_id: str) -> EnvSpec:
         fire = None
         is_atari = env_id.startswith("ALE/")
         if is_atari:
-            meanings = env.unwrapped.get_action_meanings()
+            atari: Any = env.unwrapped  # ale_py's AtariEnv
+            meanings = atari.get_action_meanings()
             fire = meanings.index("FIRE") if "FIRE" in meanings else None
         if isinstance(act_space, gym.spaces.Discrete):
             kind, dim, low, high = "discrete", int(act_space.n), [], []
@@ -181,7 +184,7 @@ class FireOnLifeLoss(gym.Wrapper):
         self.fire_action = fire_action
         self.lives = 0
 
-    def reset(self, **kwargs):
+    def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
         obs, info = self.env.reset(**kwargs)
         self.lives = int(info.get("lives", 0))
         if self.lives > 0:
@@ -190,12 +193,12 @@ class FireOnLifeLoss(gym.Wrapper):
                 obs, info = self.env.reset(**kwargs)
         return obs, info
 
-    def step(self, action):
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         obs, reward, terminated, truncated, info = self.env.step(action)
         lives = int(info.get("lives", 0))
         if 0 < lives < self.lives and not (terminated or truncated):
             obs, r2, terminated, truncated, info = self.env.step(self.fire_action)
-            reward += r2
+            reward = float(reward) + float(r2)
             lives = int(info.get("lives", 0))
         self.lives = lives
         return obs, reward, terminated, truncated, info
@@ -217,30 +220,32 @@ class ActionRepeat(gym.Wrapper):
         self.repeat = repeat
         self._skip = hasattr(env.unwrapped, "skip_render")
 
-    def reset(self, **kwargs):
+    def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
         if self._skip:
-            self.env.unwrapped.skip_render = False
+            base: Any = self.env.unwrapped  # the project's CarRacing (skip_render, redraw)
+            base.skip_render = False
         return self.env.reset(**kwargs)
 
-    def step(self, action):
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         total, frames = 0.0, 0
+        base: Any = self.env.unwrapped if self._skip else None  # the project's CarRacing (skip_render, redraw)
         for i in range(self.repeat):
             if self._skip:
-                self.env.unwrapped.skip_render = i < self.repeat - 1
+                base.skip_render = i < self.repeat - 1
             obs, reward, terminated, truncated, info = self.env.step(action)
             total += float(reward)
             frames += 1
             if terminated or truncated:
                 break
-        if self._skip and self.env.unwrapped.skip_render:  # ended early on an undrawn frame
-            self.env.unwrapped.skip_render = False
-            obs = self.env.unwrapped.redraw()
+        if self._skip and base.skip_render:  # ended early on an undrawn frame
+            base.skip_render = False
+            obs = base.redraw()
         info = dict(info, frames=frames)
         return obs, total, terminated, truncated, info
 
 
 @contextlib.contextmanager
-def quiet_native_stderr():
+def quiet_native_stderr() -> Iterator[None]:
     """ALE prints a banner from C++ on every new emulator; keep it off the user's terminal."""
     try:
         saved = os.dup(2)

@@ -65,6 +65,7 @@ renderer=...)`` available.  This module must not import torch.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import cv2
 import gymnasium
@@ -247,6 +248,11 @@ class CarRacing(_cr.CarRacing):
     # Sub-pixel offset (full-resolution pixels) applied to the fast scene.
     FAST_OFFSET = (0.0, 0.0)
 
+    # The parent's __init__ sets these to None and fills them later, so its inferred type is None.
+    road: list  # type: ignore[assignment]
+    surf: pygame.Surface | None  # type: ignore[assignment]
+    clock: pygame.time.Clock | None  # type: ignore[assignment]
+
     def __init__(
         self,
         render_mode: str | None = None,
@@ -283,14 +289,14 @@ class CarRacing(_cr.CarRacing):
         # then keeps the previous state instead of drawing one (physics and rewards unchanged).
         self.skip_render = False
         self._skipped_reward = 0.0
-        self._geom = None
-        self._x_surf = None  # reused 1000x800 surfaces of the exact renderer
-        self._x_flip = None
-        self._x_car = None
+        self._geom: dict[str, Any] | None = None
+        self._x_surf: pygame.Surface | None = None  # reused 1000x800 surfaces of the exact renderer
+        self._x_flip: pygame.Surface | None = None
+        self._x_car: tuple | None = None
         self._bg_probe: tuple | None = None
-        self._f_canvas = None
-        self._f_bg_tpl = None
-        self._f_car_surf = None
+        self._f_canvas: np.ndarray | None = None
+        self._f_bg_tpl: np.ndarray | None = None
+        self._f_car_surf: pygame.Surface | None = None
 
     # ------------------------------------------------------------------ hooks
     def _create_track(self):
@@ -361,17 +367,19 @@ class CarRacing(_cr.CarRacing):
 
     def _camera(self):
         """Exactly the parent's camera: (zoom, translation, angle)."""
+        assert self.car is not None  # _render checks it
         angle = -self.car.hull.angle
         zoom = 0.1 * _cr.SCALE * max(1 - self.t, 0) + _cr.ZOOM * _cr.SCALE * min(self.t, 1)
         scroll_x = -(self.car.hull.position[0]) * zoom
         scroll_y = -(self.car.hull.position[1]) * zoom
-        trans = pygame.math.Vector2((scroll_x, scroll_y)).rotate_rad(angle)
-        trans = (_W / 2 + trans[0], _H / 4 + trans[1])
+        rot = pygame.math.Vector2((scroll_x, scroll_y)).rotate_rad(angle)
+        trans = (_W / 2 + rot[0], _H / 4 + rot[1])
         return zoom, trans, angle
 
     def _candidates(self, zoom: float) -> np.ndarray:
         """Indices of polygons that may be visible (conservative superset)."""
         g = self._geom
+        assert g is not None and self.car is not None  # _render checks them
         px, py = self.car.hull.position
         # The car sits at screen (W/2, H/4); the farthest screen corner is
         # sqrt((W/2)^2 + (3H/4)^2) px away.  Generous margins.
@@ -395,6 +403,7 @@ class CarRacing(_cr.CarRacing):
         if self.clock is None:
             self.clock = pygame.time.Clock()
         g = self._geom
+        assert g is not None
         zoom, trans, angle = self._camera()
         c, s = _rot_cs(angle)
         tx, ty = trans
@@ -493,6 +502,7 @@ class CarRacing(_cr.CarRacing):
         operations in numpy, then pygame's double-precision rotation.
         """
         car = self.car
+        assert car is not None
         cache = self._x_car
         if cache is None or cache[0] is not car:
             fixtures = []
@@ -503,13 +513,13 @@ class CarRacing(_cr.CarRacing):
                     fixtures.append((bi, local, color, "phase" in obj.__dict__))
             cache = self._x_car = (car, fixtures)
         drawlist = car.drawlist
-        params = []
+        transforms = []
         for obj in drawlist:
             T = obj.transform
             q = T.q
             p = T.position
-            params.append((q.c, q.s, p[0], p[1]))
-        params = np.array(params, dtype=np.float32)  # exact: values are float32
+            transforms.append((q.c, q.s, p[0], p[1]))
+        params = np.array(transforms, dtype=np.float32)  # exact: values are float32
 
         locals_, bodies, polys = [], [], []  # polys: (n_vertices, color)
         W_, R_, S_ = _cd.WHEEL_W, _cd.WHEEL_R, _cd.SIZE
@@ -559,6 +569,7 @@ class CarRacing(_cr.CarRacing):
     # ------------------------------------------------------------- fast path
     def _render_fast(self):
         g = self._geom
+        assert g is not None
         K = self.FAST_SUPERSAMPLE
         CW, CH = _SW * K, _SH * K
         sx, sy = CW / _W, CH / _H
@@ -568,6 +579,7 @@ class CarRacing(_cr.CarRacing):
             canvas = self._f_canvas = np.empty((CH, CW, 3), dtype=np.uint8)
 
         car = self.car
+        assert car is not None
         hull = car.hull
         bodies = car.wheels + [hull]
         # (x, y, angle) of the 4 wheels and the hull
@@ -661,7 +673,8 @@ class CarRacing(_cr.CarRacing):
         # pygame's fixed-point smoothscale darkens (v -> v-2 on flat areas).
         lut = _smoothscale_lut()
         if _LUT_IS_MINUS_2:
-            return cv2.subtract(out, (2.0, 2.0, 2.0, 0.0))  # saturating, much cheaper
+            # saturating, much cheaper; OpenCV's stubs know no scalar (tuple) operand
+            return cv2.subtract(out, (2.0, 2.0, 2.0, 0.0))  # type: ignore[call-overload]
         return cv2.LUT(out, lut)
 
     @staticmethod
@@ -743,6 +756,7 @@ class CarRacing(_cr.CarRacing):
     def _draw_indicators_fast(self, out: np.ndarray) -> None:
         """The parent's ``_render_indicators`` (minus the black bar) on ``out``."""
         car = self.car
+        assert car is not None
         W, H = _W, _H
         s = W / 40.0
         h = H / 40.0
@@ -771,21 +785,22 @@ class CarRacing(_cr.CarRacing):
             return
         # pygame fills whole pixels between the truncated vertex coordinates,
         # both ends included: area [xa, xb) x [ya, yb) in full-res pixels.
-        box, colors = [], []
+        areas: list[list[int]] = []
+        colors = []
         for x0, y0, x1, y1, color in rects:
             xa = min(max(math.floor(min(x0, x1)), 0), W)
             xb = min(max(math.floor(max(x0, x1)) + 1, 0), W)
             ya = min(max(math.floor(min(y0, y1)), 0), H)
             yb = min(max(math.floor(max(y0, y1)) + 1, 0), H)
-            if box and box[-1][1] == xa + 1 and box[-1][2] < yb and ya < box[-1][3]:
+            if areas and areas[-1][1] == xa + 1 and areas[-1][2] < yb and ya < areas[-1][3]:
                 # adjacent bars share one pixel column, where the later one wins
-                box[-1][1] = xa
-            box.append([xa, xb, ya, yb])
+                areas[-1][1] = xa
+            areas.append([xa, xb, ya, yb])
             colors.append(color)
-        top = min(b[2] for b in box)
-        left = min(b[0] for b in box)
+        top = min(b[2] for b in areas)
+        left = min(b[0] for b in areas)
         i0 = top * _SH // H
-        box = np.array(box, dtype=np.float64)
+        box = np.array(areas, dtype=np.float64)
         ex, ey = _OUT_EDGES_X, _OUT_EDGES_Y[i0:]
         # covered length (full-res px) of each output column / row, per bar
         cx = np.minimum(box[:, 1:2], ex[1:]) - np.maximum(box[:, 0:1], ex[:-1])

@@ -7,6 +7,8 @@ Nothing in this package imports the curriculum: the loop passes each hook what i
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .base import Hook
 from .builtin import (
     CSV_FIELDS,
@@ -19,8 +21,11 @@ from .builtin import (
     write_report_safely,
 )
 
+if TYPE_CHECKING:
+    from ..config import TrainConfig
 
-def default_hooks(cfg) -> list[Hook]:
+
+def default_hooks(cfg: TrainConfig) -> list[Hook]:
     hooks: list[Hook] = [EvalSnapshot(cfg.eval_every, cfg.eval.episodes, cfg.eval.confirm_episodes,
                                       cfg.eval.renderer, cfg.eval.finalists, cfg.eval.pick_episodes,
                                       cfg.eval.stop_at_target),

@@ -14,7 +14,7 @@ from ..checkpoint import save_state, save_torch_state
 from ..context import HookContext, RunContext
 from ..fileio import read_csv_rows, write_csv_rows, write_json, writing
 from ..selection import Selection, keep_best
-from ..stages.base import produces_generations
+from ..stages.base import StepReport, produces_generations
 from .base import Hook
 
 log = logging.getLogger("worldmodels")
@@ -34,13 +34,14 @@ class LogProgress:
 
     def __init__(self, desc: str, log, every_s: float = 60.0):
         self.desc, self.log, self.every_s = desc, log, every_s
-        self.n, self.total = 0, None
+        self.n = 0
+        self.total: int | None = None
         self.last = time.monotonic()
 
-    def reset(self, total=None):
+    def reset(self, total: int | None = None) -> None:
         self.n, self.total = 0, total
 
-    def update(self, n: int = 1):
+    def update(self, n: int = 1) -> None:
         self.n += n
         now = time.monotonic()
         if now - self.last >= self.every_s:
@@ -48,7 +49,7 @@ class LogProgress:
             of = f"/{self.total} ({100 * self.n / self.total:.0f}%)" if self.total else ""
             self.log(f"{self.desc}: {self.n}{of}")
 
-    def close(self):
+    def close(self) -> None:
         pass
 
 
@@ -95,22 +96,23 @@ class ProgressBar(Hook):
         self.overall: Overall | None = None
         self.budgets: dict[str, int] = {}
 
-    def on_run_start(self, run: RunContext):
+    def on_run_start(self, run: RunContext) -> None:
         self.budgets = {slug: cfg.max_env_steps for slug, cfg in run.env_configs().items()}
         if all(self.budgets.values()):  # an env without a step budget: no whole-run figure
             self.overall = Overall(list(self.budgets.values()), run.log)
 
-    def on_env_end(self, ctx: HookContext):
+    def on_env_end(self, ctx: HookContext) -> None:
         if self.overall is not None:
             self.overall.done_before += self.budgets.get(ctx.spec.slug, 0)
             self.overall.set(self.overall.done_before)
 
-    def on_run_end(self, run: RunContext):
+    def on_run_end(self, run: RunContext) -> None:
         if self.overall is not None:
             self.overall.close()
             self.overall = None
 
-    def on_stage_start(self, ctx: HookContext, stage):  # runs last: the bar exists once the stage body starts
+    def on_stage_start(self, ctx: HookContext, stage: str) -> None:
+        # runs last: the bar exists once the stage body starts
         from tqdm import tqdm
 
         desc = f"{ctx.spec.slug} {stage}"
@@ -122,7 +124,7 @@ class ProgressBar(Hook):
             self.bar = LogProgress(desc, ctx.log)
         ctx.set_progress_bar(self.bar)
 
-    def on_step_end(self, ctx: HookContext, stage, report):
+    def on_step_end(self, ctx: HookContext, stage: str, report: StepReport) -> None:
         if self.overall is not None:
             self.overall.set(self.overall.done_before + min(ctx.env_steps, self.budgets.get(ctx.spec.slug, 0)))
         m = report.metrics
@@ -136,7 +138,7 @@ class ProgressBar(Hook):
         elif stage in ("vae", "mdnrnn"):
             ctx.log(f"{ctx.spec.slug} {stage} epoch {m['epoch']}  loss {m['loss']:.4f}")
 
-    def on_stage_end(self, ctx: HookContext, stage):
+    def on_stage_end(self, ctx: HookContext, stage: str) -> None:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
@@ -150,18 +152,18 @@ class EvalSnapshot(Selection, Hook):
 
     name = "eval_snapshot"
 
-    def on_env_start(self, ctx: HookContext):
+    def on_env_start(self, ctx: HookContext) -> None:
         self.reset()
 
-    def on_step_end(self, ctx: HookContext, stage, report):
+    def on_step_end(self, ctx: HookContext, stage: str, report: StepReport) -> None:
         if produces_generations(stage):
             self.snapshot(ctx, report)
 
-    def on_stage_start(self, ctx: HookContext, stage):
+    def on_stage_start(self, ctx: HookContext, stage: str) -> None:
         if produces_generations(stage):
             self.stop_if_solved(ctx)
 
-    def on_stage_end(self, ctx: HookContext, stage):
+    def on_stage_end(self, ctx: HookContext, stage: str) -> None:
         if produces_generations(stage):
             self.pick(ctx)
 
@@ -175,13 +177,13 @@ class EarlyStopping(Hook):
         self.patience, self.min_delta = patience, min_delta
         self.reset()
 
-    def reset(self):
+    def reset(self) -> None:
         self.best = -np.inf
         self.best_gen = -1
         self.wait = 0
         self.reason: str | None = None
 
-    def on_env_start(self, ctx: HookContext):
+    def on_env_start(self, ctx: HookContext) -> None:
         self.reset()
 
     def _check(self, ctx: HookContext):
@@ -190,11 +192,11 @@ class EarlyStopping(Hook):
                            f"(best {self.best:.2f} at generation {self.best_gen}, patience {self.patience})")
             ctx.stop_early(self.reason)
 
-    def on_stage_start(self, ctx: HookContext, stage):
+    def on_stage_start(self, ctx: HookContext, stage: str) -> None:
         if produces_generations(stage):
             self._check(ctx)
 
-    def on_step_end(self, ctx: HookContext, stage, report):
+    def on_step_end(self, ctx: HookContext, stage: str, report: StepReport) -> None:
         if not produces_generations(stage) or report.metrics.get("mode") == "dream":
             return  # dream fitness is on M's scale: patience counts real generations only
         fitness = report.metrics["best_fitness"]
@@ -204,10 +206,10 @@ class EarlyStopping(Hook):
             self.wait += 1
         self._check(ctx)
 
-    def state_dict(self):
+    def state_dict(self) -> dict:
         return {"best": float(self.best), "best_gen": self.best_gen, "wait": self.wait, "reason": self.reason}
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state: dict) -> None:
         self.best, self.best_gen = state["best"], state["best_gen"]
         self.wait, self.reason = state["wait"], state["reason"]
 
@@ -218,10 +220,11 @@ class CheckpointWriter(Hook):
 
     name = "checkpoint"
 
-    def on_step_end(self, ctx: HookContext, stage, report):
+    def on_step_end(self, ctx: HookContext, stage: str, report: StepReport) -> None:
         keep_best(ctx, report)
         if report.state is None:
             return
+        assert report.state_path is not None  # a stage that reports a state says where it goes
         if produces_generations(stage):
             # The metrics ride along, so a row or snapshot lost to a kill or a full disk right
             # after this checkpoint is written again on resume (ArtifactWriter.on_stage_start).
@@ -238,7 +241,7 @@ class ArtifactWriter(Hook):
 
     name = "artifacts"
 
-    def on_stage_start(self, ctx: HookContext, stage):
+    def on_stage_start(self, ctx: HookContext, stage: str) -> None:
         if stage not in CSV_FIELDS:
             return
         fields, key = CSV_FIELDS[stage]
@@ -258,7 +261,7 @@ class ArtifactWriter(Hook):
             if saved is not None and not any(int(r[key]) == keep_upto for r in rows):
                 self.write_step(ctx, stage, keep_upto, saved)
 
-    def on_step_end(self, ctx: HookContext, stage, report):
+    def on_step_end(self, ctx: HookContext, stage: str, report: StepReport) -> None:
         if stage in CSV_FIELDS:
             self.write_step(ctx, stage, report.index, report.metrics)
 
@@ -278,14 +281,14 @@ class ArtifactWriter(Hook):
                 "env_steps": metrics["env_steps"], "wall_s": metrics["wall_s"],
                 "best_so_far": ev["best_so_far"], "confirm": metrics.get("confirm")})
 
-    def on_env_start(self, ctx: HookContext):
+    def on_env_start(self, ctx: HookContext) -> None:
         ctx.write_results()
 
-    def on_env_end(self, ctx: HookContext):
+    def on_env_end(self, ctx: HookContext) -> None:
         ctx.write_results()
         write_report_safely(ctx.run_dir)
 
-    def on_run_end(self, run: RunContext):
+    def on_run_end(self, run: RunContext) -> None:
         write_report_safely(run.out)
 
 
@@ -300,7 +303,7 @@ class BestVideo(Hook):
     def __init__(self, max_steps: int):
         self.max_steps = max_steps
 
-    def on_env_end(self, ctx: HookContext):
+    def on_env_end(self, ctx: HookContext) -> None:
         files = ctx.files
         if self.max_steps <= 0 or not files.best.exists() or ctx.interrupted():
             return

@@ -18,11 +18,16 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..context import HookContext, RunContext
 from ..runfolder import EnvFolder
-from ..stages.base import produces_generations
+from ..stages.base import StepReport, produces_generations
 from .base import Hook
+
+if TYPE_CHECKING:
+    from multiprocessing.process import BaseProcess
+    from multiprocessing.queues import Queue
 
 log = logging.getLogger("worldmodels")
 
@@ -40,8 +45,8 @@ class LiveView(Hook):
     def __init__(self, fps: float = LIVE_FPS, display_check=None):
         self.fps = fps
         self.display_check = display_check
-        self.process = None
-        self.queue = None
+        self.process: BaseProcess | None = None
+        self.queue: Queue | None = None  # set before process, so there whenever process is
         self.enabled = True
         self.reported = False
         self.exitcode: int | None = None
@@ -80,7 +85,7 @@ class LiveView(Hook):
             log.warning("--live: could not start the live view (%s); training goes on", exc)
 
     def _send(self, *msg) -> None:
-        if not self.enabled or self.process is None:
+        if not self.enabled or self.process is None or self.queue is None:
             return
         if not self.process.is_alive():
             self._gone()
@@ -107,14 +112,14 @@ class LiveView(Hook):
     def on_env_start(self, ctx: HookContext) -> None:
         self._send("env", str(Path(ctx.env_dir).resolve()), ctx.spec.slug)
 
-    def on_step_end(self, ctx: HookContext, stage, report) -> None:
+    def on_step_end(self, ctx: HookContext, stage: str, report: StepReport) -> None:
         if produces_generations(stage):
             self._send("gen", int(report.index))
 
     def on_env_end(self, ctx: HookContext) -> None:
         self._send("env_end", str(Path(ctx.env_dir).resolve()))
 
-    def on_exception(self, ctx: HookContext, exc) -> None:
+    def on_exception(self, ctx: HookContext, exc: BaseException) -> None:
         self.close()
 
     def on_run_end(self, run: RunContext) -> None:
@@ -126,6 +131,7 @@ class LiveView(Hook):
         self.enabled = False
         if proc is None:
             return
+        assert self.queue is not None  # set before the process
         try:
             if proc.is_alive():
                 try:
@@ -214,6 +220,8 @@ class BestWatcher:
 
     @staticmethod
     def _stat(path: Path | None):
+        if path is None:
+            return None
         try:
             st = path.stat()
             return (st.st_mtime_ns, st.st_size)
@@ -231,6 +239,7 @@ class BestWatcher:
         self.agent = None
         if self.key is None:
             return False
+        assert self.path is not None  # a missing path has no key
         try:
             bundle = load_bundle(self.path)
             agent, params = Agent.from_bundle(bundle)
@@ -244,7 +253,7 @@ class BestWatcher:
         return True
 
 
-def child_main(queue, parent_pid: int, fps: float = LIVE_FPS) -> None:
+def child_main(queue: Queue, parent_pid: int, fps: float = LIVE_FPS) -> None:
     """The live view process: never lets an exception out (exit 1 with one line instead)."""
     try:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the trainer's; it stops us
@@ -301,10 +310,11 @@ def _child_loop(queue, parent_pid: int, fps: float) -> None:
                     env.close()
                 env = make_env(agent.spec, renderer="official")
                 env_for, meanings = agent.spec.id, action_meanings(env)
+            assert env is not None  # made above for this agent's env
             window.period = agent.spec.action_repeat / max(fps, 1e-3)  # one frame per (held) action
             policy = agent.policy(np.asarray(best.params).reshape(1, -1), 1, "cpu")
             episode += 1
-            quit_ = []
+            quit_: list[bool] = []
 
             def on_step(s, agent=agent, episode=episode, meanings=meanings, quit_=quit_) -> bool:
                 inbox.poll()

@@ -15,12 +15,18 @@ from __future__ import annotations
 import logging
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..context import HookContext, RunContext
 from ..errors import UserError
 from ..runfolder import RunFolder
-from ..stages.base import produces_generations
+from ..stages.base import StepReport, produces_generations
 from .base import Hook
+
+if TYPE_CHECKING:
+    from torch.utils.tensorboard import SummaryWriter
+
+    from ..config import TrainConfig
 
 log = logging.getLogger("worldmodels")
 
@@ -30,7 +36,7 @@ CONTROLLER_KEYS = ("best_fitness", "mean_fitness", "std_fitness", "sigma", "step
 HPARAM_METRICS = ("eval/mean", "eval/final_mean", "controller/mean_fitness")
 
 
-def hparams_of(cfg, recipe: dict | None = None) -> dict:
+def hparams_of(cfg: TrainConfig | dict, recipe: dict | None = None) -> dict:
     """A config dataclass as HParams values: dotted keys; numbers, bools and strings as they
     are, lists joined with commas, other values as text; None left out."""
     import dataclasses
@@ -38,7 +44,7 @@ def hparams_of(cfg, recipe: dict | None = None) -> dict:
     out: dict = {}
 
     def walk(value, prefix: str) -> None:
-        if dataclasses.is_dataclass(value):
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
             value = dataclasses.asdict(value)
         if isinstance(value, dict):
             for k, v in value.items():
@@ -58,7 +64,7 @@ def hparams_of(cfg, recipe: dict | None = None) -> dict:
 EPOCH_KEYS = {"vae": ("loss", "recon", "kl"), "mdnrnn": ("loss", "gmm", "reward", "done")}
 
 
-def summary_writer_class():
+def summary_writer_class() -> type[SummaryWriter]:
     """torch.utils.tensorboard.SummaryWriter, or a UserError saying how to install it."""
     try:
         import tensorboard  # noqa: F401
@@ -75,7 +81,7 @@ class TensorBoardLogger(Hook):
 
     def __init__(self):
         self.writer_cls = summary_writer_class()  # fails before anything is trained or written
-        self.writer = None
+        self.writer: SummaryWriter | None = None
         self.failed = False
 
     def log_dir(self, ctx: HookContext) -> Path:
@@ -101,12 +107,13 @@ class TensorBoardLogger(Hook):
         values = hparams_of(ctx.cfg, ctx.recipe)
         exp, ssi, _ = hparams(values, {k: 0.0 for k in HPARAM_METRICS})
         # in this env's own folder, beside its scalars (add_hparams would make a subfolder)
+        assert self.writer is not None  # on_env_start made it
         writer = self.writer._get_file_writer()
         writer.add_summary(exp)
         writer.add_summary(ssi)
         self.writer.flush()
 
-    def on_step_end(self, ctx: HookContext, stage, report) -> None:
+    def on_step_end(self, ctx: HookContext, stage: str, report: StepReport) -> None:
         if self.writer is None:
             return
         try:
@@ -115,6 +122,7 @@ class TensorBoardLogger(Hook):
             self._fail(exc)
 
     def _scalar(self, tag: str, value, step: int) -> None:
+        assert self.writer is not None  # _write and _final check it
         if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(float(value)):
             self.writer.add_scalar(tag, float(value), step)
 
@@ -127,6 +135,7 @@ class TensorBoardLogger(Hook):
         return int(getattr(ctx, "env_steps", 0) or 0)
 
     def _write(self, ctx: HookContext, stage, report) -> None:
+        assert self.writer is not None  # on_step_end checks it
         m = report.metrics
         if stage == "collect":
             self._scalar("collect/rollouts", m.get("rollouts"), self.env_step(ctx, m))
@@ -180,7 +189,7 @@ class TensorBoardLogger(Hook):
         self._final(ctx)
         self.close()
 
-    def on_exception(self, ctx: HookContext, exc) -> None:
+    def on_exception(self, ctx: HookContext, exc: BaseException) -> None:
         self.close()
 
     def on_run_end(self, run: RunContext) -> None:

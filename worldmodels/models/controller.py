@@ -41,11 +41,11 @@ class InputState:
         self.fresh = torch.ones(lanes, 1, dtype=torch.bool, device=device)
         self.actions = torch.zeros(lanes, inputs.prev_actions, action_dim, device=device)
 
-    def reset(self, lane) -> None:
+    def reset(self, lane: int) -> None:
         self.fresh[lane] = True
         self.actions[lane] = 0.0
 
-    def features(self, idx, z: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    def features(self, idx: torch.Tensor | slice, z: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         parts = [z, h] if self.inputs.use_h else [z]
         if self.inputs.dz:
             parts.append(z - torch.where(self.fresh[idx], z, self.prev_z[idx]))
@@ -53,7 +53,7 @@ class InputState:
             parts.append(self.actions[idx].flatten(1))
         return torch.cat(parts, dim=1) if len(parts) > 1 else z
 
-    def record(self, idx, z: torch.Tensor, a_model: torch.Tensor) -> None:
+    def record(self, idx: torch.Tensor | slice, z: torch.Tensor, a_model: torch.Tensor) -> None:
         if self.inputs.dz:
             self.prev_z[idx] = z
             self.fresh[idx] = False

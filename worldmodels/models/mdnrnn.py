@@ -45,18 +45,20 @@ class MDNRNN(nn.Module):
         log_sigma = out[..., 2 * zg:3 * zg].reshape(shape).clamp(-7.0, 5.0)
         return MixtureOut(log_pi, mu, log_sigma, out[..., -2], out[..., -1])
 
-    def forward(self, z: torch.Tensor, a: torch.Tensor, state=None):
+    def forward(self, z: torch.Tensor, a: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None = None,
+                ) -> tuple[MixtureOut, tuple[torch.Tensor, torch.Tensor]]:
         h, state = self.lstm(torch.cat([z, a], dim=-1), state)
         return self.mixture(h), state
 
-    def step(self, z: torch.Tensor, a: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]):
+    def step(self, z: torch.Tensor, a: torch.Tensor,
+             state: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """One LSTM step for a batch of independent sequences (same weights as forward)."""
         x = torch.cat([z, a], dim=-1).unsqueeze(1)
         h, c = state
         _, (h2, c2) = self.lstm(x, (h.unsqueeze(0), c.unsqueeze(0)))
         return h2.squeeze(0), c2.squeeze(0)
 
-    def initial_state(self, batch: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    def initial_state(self, batch: int, device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         zeros = torch.zeros(batch, self.hidden, device=device)
         return zeros, zeros.clone()
 

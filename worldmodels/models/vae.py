@@ -1,6 +1,7 @@
 """V: the paper's convolutional VAE, 64x64x3 frames <-> z."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -46,7 +47,7 @@ class ConvVAE(nn.Module):
         return self.decode(z), mu, logvar
 
 
-def frames_to_tensor(frames, device: torch.device | str = "cpu") -> torch.Tensor:
+def frames_to_tensor(frames: np.ndarray | torch.Tensor, device: torch.device | str = "cpu") -> torch.Tensor:
     """uint8 [B, 64, 64, 3] (numpy or tensor) -> float [B, 3, 64, 64] in [0, 1]."""
     t = torch.as_tensor(frames, device=device)
     return t.permute(0, 3, 1, 2).float().div_(255.0)

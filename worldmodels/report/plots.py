@@ -14,12 +14,16 @@ import math
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..runfolder import EnvFolder
 from .reading import Curves, column, read_csv, run_epochs
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 AXIS_LABELS = {"steps": "env steps", "gens": "generation", "wall": "controller wall-clock"}
 TARGET_NEAR = 0.25  # a target within this fraction of the data's span beyond it is drawn
@@ -38,7 +42,7 @@ class Panel:
 # --------------------------------------------------------------------------- #
 # figures and bytes
 # --------------------------------------------------------------------------- #
-def new_figure(width: float, height: float):
+def new_figure(width: float, height: float) -> Figure:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -47,13 +51,13 @@ def new_figure(width: float, height: float):
     return fig
 
 
-def png_bytes(fig) -> bytes:
+def png_bytes(fig: Figure) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", metadata={"Software": None})  # the same bytes on a rerun
     return buf.getvalue()
 
 
-def pdf_bytes(fig) -> bytes:
+def pdf_bytes(fig: Figure) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="pdf", metadata={"Creator": None, "Producer": None, "CreationDate": None})
     return buf.getvalue()
@@ -82,10 +86,10 @@ def _steps_label(x: float, _pos=None) -> str:
 def _band(series: list[tuple[list[float], list[float]]]) -> tuple[np.ndarray, ...]:
     """Runs' curves on the union of their x values (each run interpolated within its own range,
     absent outside it): x, mean, min and max over the runs present at each x."""
-    series = [(np.asarray(x, float), np.asarray(y, float)) for x, y in series if len(x)]
-    grid = np.unique(np.concatenate([x for x, _ in series]))
-    ys = np.full((len(series), len(grid)), np.nan)
-    for i, (x, y) in enumerate(series):
+    arrays = [(np.asarray(x, float), np.asarray(y, float)) for x, y in series if len(x)]
+    grid = np.unique(np.concatenate([x for x, _ in arrays]))
+    ys = np.full((len(arrays), len(grid)), np.nan)
+    for i, (x, y) in enumerate(arrays):
         order = np.argsort(x, kind="stable")
         x, y = x[order], y[order]
         inside = (grid >= x[0]) & (grid <= x[-1])
@@ -93,7 +97,7 @@ def _band(series: list[tuple[list[float], list[float]]]) -> tuple[np.ndarray, ..
     return grid, np.nanmean(ys, axis=0), np.nanmin(ys, axis=0), np.nanmax(ys, axis=0)
 
 
-def draw_panel(ax, panel: Panel, axis: str, scale: float = 1.0, legend: bool = True) -> None:
+def draw_panel(ax: Axes, panel: Panel, axis: str, scale: float = 1.0, legend: bool = True) -> None:
     """One env's controller curves on ax: a run's population mean (± std), best and eval
     snapshots; several runs' means over runs with min-max bands. x values are divided by scale."""
     from matplotlib.ticker import FuncFormatter, MaxNLocator
@@ -139,8 +143,8 @@ def draw_panel(ax, panel: Panel, axis: str, scale: float = 1.0, legend: bool = T
         else:
             err = float(np.std(means, ddof=1))
             text = f"final eval {y:.2f} ± {err:.2f} over {len(means)} runs"
-        x = float(np.mean(ends)) / scale
-        ax.errorbar([x], [y], yerr=[err], fmt="*", markersize=11, color="black", capsize=4, zorder=5, label=text)
+        x_end = float(np.mean(ends)) / scale
+        ax.errorbar([x_end], [y], yerr=[err], fmt="*", markersize=11, color="black", capsize=4, zorder=5, label=text)
         ys += [y - err, y + err]
     ys = [v for v in ys if math.isfinite(v)]
     if ys:

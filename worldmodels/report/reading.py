@@ -197,9 +197,8 @@ def read_curves(env_dir: Path, axis: str = "steps") -> Curves:
     # a snapshot's x: the metrics row of its generation (the curve's own), else its own record
     by_gen = {r["gen"]: r.get(xcol, math.nan) for r in rows if math.isfinite(r.get("gen", math.nan))}
     for s in snaps:
-        x = by_gen.get(float(s["gen"]), math.nan)
-        if not math.isfinite(x):
-            x = num(s.get(xcol))
+        known = by_gen.get(float(s["gen"]), math.nan)
+        x = known if math.isfinite(known) else num(s.get(xcol))
         if x is None or not math.isfinite(x):
             continue
         curves.evals.append((x, float(s["mean"]), num(s.get("std")) or 0.0))

@@ -9,13 +9,14 @@ every run plays on the same seed). numpy only, with a fixed seed, so a report is
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 RESAMPLES = 2000
 CONFIDENCE = 0.95
 SEED = 0
 
 
-def iqm(scores) -> float:
+def iqm(scores: ArrayLike) -> float:
     """Interquartile mean of all values: int(n/4) values cut off at each end, the rest averaged."""
     x = np.sort(np.asarray(scores, dtype=np.float64).ravel())
     if x.size == 0:
@@ -31,7 +32,7 @@ def _iqm_rows(samples: np.ndarray) -> np.ndarray:
     return np.sort(samples, axis=1)[:, cut: n - cut].mean(axis=1)
 
 
-def stratified_bootstrap_ci(scores, resamples: int = RESAMPLES, confidence: float = CONFIDENCE,
+def stratified_bootstrap_ci(scores: ArrayLike, resamples: int = RESAMPLES, confidence: float = CONFIDENCE,
                             seed: int = SEED) -> tuple[float, float]:
     """Percentile interval of the IQM of a [runs, tasks] score matrix: each resample draws, for
     each task (column) on its own, `runs` runs with replacement (rliable's StratifiedBootstrap)."""

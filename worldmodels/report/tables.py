@@ -37,7 +37,7 @@ RUNS_COLUMNS = (
 STATUS_WORDS = {"failed": "below target"}
 
 
-def status_word(status) -> str:
+def status_word(status: str | None) -> str:
     return STATUS_WORDS.get(status, status) if status else "-"
 
 

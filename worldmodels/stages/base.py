@@ -3,9 +3,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..context import StageContext
+
+if TYPE_CHECKING:
+    import torch
 
 GENERATIONS = "controller"
 """The stage that trains C generation by generation (CMA-ES). It alone is scored by eval
@@ -43,7 +46,8 @@ def seed_torch(*key: int) -> None:
     torch.manual_seed(int(np.random.default_rng(list(key)).integers(2**31)))
 
 
-def resume_training(ctx: StageContext, model, optimizer, stage: str, what: str) -> int:
+def resume_training(ctx: StageContext, model: torch.nn.Module, optimizer: torch.optim.Optimizer, stage: str,
+                    what: str) -> int:
     """The first epoch to train: continue this round from <stage>_state.pt, or (a later round)
     fine-tune from the previous round's <stage>.pt, or start at 0."""
     from ..checkpoint import load_torch, load_torch_state

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 
 from ..agent import TRAIN_SEED_END, Agent
 from ..checkpoint import load_arrays, load_bundle
 from ..context import StageContext
-from ..engine.policies import ExplorePolicy, Recorder
+from ..engine.policies import ExplorePolicy, Recorder, WorldModelPolicy
 from ..engine.rollout import Episode, LaneEngine
 from .base import StepReport
 
 
-def rollout_length(path) -> int:
+def rollout_length(path: str | Path) -> int:
     return int(load_arrays(path, ("rewards",))["rewards"].shape[0])
 
 
@@ -63,6 +64,7 @@ def run(ctx: StageContext) -> Iterator[StepReport]:
     ctx.progress(n if len(on_disk) < n else len(on_disk) + len(todo), len(on_disk))
     lanes = min(cfg.controller.slots, len(todo))
     best = ctx.files.best
+    inner: ExplorePolicy | WorldModelPolicy
     if ctx.round == 0 or not best.exists():
         inner = ExplorePolicy(ctx.spec, lanes, cfg.collect.policy)
     else:  # best.pt carries the V and M its controller was trained with, whatever round that was

@@ -15,18 +15,19 @@ import cma
 import numpy as np
 import torch
 
-from ..agent import TRAIN_SEED_END
+from ..agent import TRAIN_SEED_END, Agent
 from ..checkpoint import load_arrays
+from ..config import TrainConfig
 from ..context import StageContext
 from ..engine.dream import done_threshold_for, dream_returns
 from ..engine.rollout import Episode, LaneEngine
 from ..errors import UserError
-from ..models.controller import history_features
+from ..models.controller import Controller, history_features
 from .base import StepReport
 from .vae import spread
 
 
-def new_strategy(n_params: int, cfg, seed: int) -> cma.CMAEvolutionStrategy:
+def new_strategy(n_params: int, cfg: TrainConfig, seed: int) -> cma.CMAEvolutionStrategy:
     options = {"popsize": cfg.controller.pop_size, "randn": np.random.RandomState(seed).randn,
                "seed": np.nan, "verbose": -9, "CMA_diagonal": n_params > 2000}
     return cma.CMAEvolutionStrategy(np.zeros(n_params), cfg.controller.sigma0, options)
@@ -50,7 +51,7 @@ def rel_step(es: cma.CMAEvolutionStrategy) -> float:
     return float(es.sigma) * math.sqrt(len(es.mean)) / norm if norm > 0 else float("inf")
 
 
-def gens_for_round(cfg, round_: int) -> int:
+def gens_for_round(cfg: TrainConfig, round_: int) -> int:
     """Generations (in total, over rounds so far) that round `round_` may reach."""
     return math.ceil(cfg.max_gens * (round_ + 1) / cfg.rounds)
 
@@ -82,7 +83,7 @@ def dream_starts(ctx: StageContext) -> tuple[torch.Tensor, bool]:
 
 
 @torch.no_grad()
-def feature_stats(ctx: StageContext, agent, max_rollouts: int = 64) -> tuple[np.ndarray, np.ndarray]:
+def feature_stats(ctx: StageContext, agent: Agent, max_rollouts: int = 64) -> tuple[np.ndarray, np.ndarray]:
     """Mean and std of C's inputs over the collected data: z = V's mu of each frame, h = M's
     state along each rollout before that frame, dz and earlier actions (as the policy sees them)."""
     files = sorted(ctx.files.encodings(ctx.round).glob("*.npz"))
@@ -104,7 +105,8 @@ def feature_stats(ctx: StageContext, agent, max_rollouts: int = 64) -> tuple[np.
     return x.mean(0).float().numpy(), x.std(0).clamp_min(1e-2).float().numpy()
 
 
-def controller_params(solutions: np.ndarray, controller, norm) -> np.ndarray:
+def controller_params(solutions: np.ndarray, controller: Controller,
+                      norm: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
     """CMA-ES's vectors -> the controller's, folded into C's first layer:
     W' (x - center) / scale + b' = W x + b with W = W' / scale and b = b' - W center.
     norm None: unchanged."""
@@ -161,11 +163,11 @@ def run(ctx: StageContext) -> Iterator[StepReport]:
                 if starts is None:
                     starts = dream_starts(ctx)
                 pool, has_ends = starts
-                returns, steps = dream_returns(
+                dreamt, steps = dream_returns(
                     agent.mdnrnn, agent.controller, solutions, pool, cfg.dream.rollouts,
                     dream_steps, cfg.dream.temperature, seed=int(rng.integers(2**31)),
                     inputs=agent.inputs, device=ctx.device, done_threshold=done_threshold_for(has_ends))
-                returns = returns.cpu().numpy().astype(np.float64)
+                returns = dreamt.cpu().numpy().astype(np.float64)
             else:
                 seeds = rng.integers(0, TRAIN_SEED_END, reps)
                 episodes = [Episode(int(seed), cand) for cand in range(pop) for seed in seeds]

@@ -28,7 +28,8 @@ def load_encoded(ctx: StageContext) -> list[dict]:
     return out
 
 
-def sample_batch(rollouts: list[dict], batch: int, seq_len: int, rng: np.random.Generator):
+def sample_batch(rollouts: list[dict], batch: int, seq_len: int, rng: np.random.Generator,
+                 ) -> tuple[np.ndarray, ...]:
     """Random windows of seq_len transitions; short rollouts are padded and masked.
 
     Returns mu, logvar [B, L+1, z]; actions [B, L, A]; rewards, dones, mask [B, L].
@@ -57,7 +58,8 @@ def sample_batch(rollouts: list[dict], batch: int, seq_len: int, rng: np.random.
     return mu, logvar, actions, rewards, dones, mask
 
 
-def mdnrnn_loss(model: MDNRNN, batch, device, reward_weight: float, done_weight: float):
+def mdnrnn_loss(model: MDNRNN, batch: tuple[np.ndarray, ...], device: torch.device | str, reward_weight: float,
+                done_weight: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     mu, logvar, actions, rewards, dones, mask = (torch.as_tensor(x, device=device) for x in batch)
     z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)  # resampled every batch, as in the paper
     out, _ = model(z[:, :-1], actions)

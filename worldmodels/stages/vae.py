@@ -5,6 +5,7 @@ import math
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,7 +22,8 @@ def load_obs(path: Path) -> np.ndarray:
 
 
 def frame_batches(files: list[Path], batch_size: int, files_at_once: int, rng: np.random.Generator,
-                  threads: int = 4, with_prev: bool = False):
+                  threads: int = 4, with_prev: bool = False,
+                  ) -> Iterator[Any]:  # batches, or (batch, previous frames) pairs with_prev
     """Stream shuffled uint8 batches [B, 64, 64, 3]: `files_at_once` rollouts in memory, and the
     next group loading (decompressing) in `threads` background threads while this one trains.
     The batches do not depend on `threads`. with_prev: (batch, the frames before them in their
@@ -105,6 +107,7 @@ def run(ctx: StageContext) -> Iterator[StepReport]:
                 recon, mu, logvar = vae(x)
             weight = None if background is None else object_weights(x, background, cfg.object_weight)
             if motion:
+                assert prev is not None  # frame_batches(with_prev=True) pairs each batch with them
                 moved = motion_weights(x, frames_to_tensor(prev, ctx.device), cfg.motion_weight)
                 weight = 1.0 + moved if weight is None else weight + moved
             loss, rec, kl = vae_loss(recon, x, mu, logvar, cfg.kl_tolerance, weight, beta=0.0 if warmup else 1.0)
@@ -132,7 +135,7 @@ def run(ctx: StageContext) -> Iterator[StepReport]:
 
 
 @torch.no_grad()
-def write_samples(path: Path, vae: ConvVAE, files: list[Path], device, n: int = 16) -> None:
+def write_samples(path: Path, vae: ConvVAE, files: list[Path], device: torch.device | str, n: int = 16) -> None:
     """A few frames beside their reconstructions, for the report's grid."""
     obs = load_obs(files[0])
     frames = obs[np.linspace(0, len(obs) - 1, min(n, len(obs))).astype(int)]
