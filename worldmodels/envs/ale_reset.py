@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 import struct
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -31,7 +31,9 @@ _LENGTH_AT = 24  # where the serialized state holds its own length, less 36 byte
 
 def rng_text(seed_ale: int) -> bytes:
     """std::mt19937(seed_ale) as ALE serializes it."""
-    key = np.random.RandomState(seed_ale & 0xFFFFFFFF).get_state()[1]
+    legacy = cast("tuple[str, np.ndarray, int, int, float]",
+                  np.random.RandomState(seed_ale & 0xFFFFFFFF).get_state(legacy=True))
+    key = legacy[1]  # the 624 words of init_genrand(seed), std::mt19937's seeding
     return (" ".join(map(str, key.tolist())) + " 624").encode()
 
 
