@@ -7,12 +7,28 @@ import os
 import shlex
 import sys
 import time
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from .config import TrainConfig
-    from .curriculum import Run
     from .envs import EnvSpec
+
+
+class Run(Protocol):
+    """What the banner and the closing lines read of curriculum.Run (the loop sits above this
+    module, so it is described here, not imported)."""
+
+    @property
+    def cfg(self) -> TrainConfig: ...
+    @property
+    def backend(self) -> Any: ...
+    @property
+    def device(self) -> Any: ...  # torch.device
+    @property
+    def out(self) -> Path: ...
+    @property
+    def command(self) -> list[str]: ...
 
 # Rough rates of the dev machine (2 cores, no GPU; the README's laptop rows): controller env
 # steps/s and V's frames x epochs/s. Scaled by the cores a run uses; for the banner's estimate only.

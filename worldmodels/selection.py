@@ -15,7 +15,7 @@ hooks.builtin.EvalSnapshot calls Selection from the curriculum's loop.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -26,8 +26,15 @@ from .context import HookContext
 from .errors import Interrupted
 from .fileio import read_json, write_json
 
-if TYPE_CHECKING:
-    from .stages.base import StepReport
+
+class StepReport(Protocol):
+    """What selection reads and marks of a generation's stages.base.StepReport (selection sits
+    below the stages, so the report is described here, not imported)."""
+
+    index: int
+    total: int | None
+    metrics: dict[str, Any]
+    extra: dict[str, Any]
 
 
 def write_best(ctx: HookContext, params: ArrayLike, snapshot: dict, gen: int) -> None:
