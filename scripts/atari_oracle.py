@@ -92,7 +92,7 @@ def _init(env_key: str, velocity: bool, prev_actions: int, hidden: int) -> None:
                    policy=Policy(in_dim, n_act, hidden))
 
 
-def _episode(job: tuple[np.ndarray, int, int, int]) -> tuple[float, int]:
+def _episode(job: tuple[np.ndarray, int, int, int, int]) -> tuple[float, int]:
     params, seed, max_steps, max_points, max_lives = job
     env, key, k, n_act = _worker["env"], _worker["key"], _worker["k"], _worker["n_act"]
     weights = _worker["policy"].weights(params)

@@ -57,37 +57,42 @@ class StateTemplate:
         return body[:_LENGTH_AT] + struct.pack("<I", len(body) - 36) + body[_LENGTH_AT + 4:]
 
 
-def fast_seeded_reset(atari: Any) -> None:
-    """Make this ale_py AtariEnv's seeded resets restore a built state instead of reloading
-    the ROM (its load_game and seed_game, per instance; everything else is ale-py's)."""
-    import ale_py
+class SeededReset:
+    """Installed on one ale_py AtariEnv as its seed_game and load_game (everything else stays
+    ale-py's): a seeded reset restores the state built for its seed instead of reloading."""
 
-    load_rom, seed_game = atari.load_game, atari.seed_game
-    box: dict[str, Any] = {"template": None, "checked": False, "seed": None}
+    def __init__(self, atari: Any):
+        self.atari = atari
+        self.load_rom, self.seed_game = atari.load_game, atari.seed_game  # ale-py's own
+        self.template: StateTemplate | None = None  # set once the first reload matched
+        self.checked = False
+        self.seed_ale = 0
+        atari.seed_game, atari.load_game = self.seed, self.load
 
-    def seed(seed: int | None = None):
-        seeded = seed_game(seed)
-        box["seed"] = int(seeded[1])
+    def seed(self, seed: int | None = None) -> tuple[int, int]:
+        seeded = self.seed_game(seed)
+        self.seed_ale = int(seeded[1])
         return seeded
 
-    def load() -> None:
-        template = box["template"]
-        if template is None:
-            load_rom()
-            if box["checked"]:
-                return
-            box["checked"] = True
-            state = atari.ale.cloneState(include_rng=True).serialize()
+    def load(self) -> None:
+        """The state ale-py's load_game leaves (ROM, mode and difficulty): built and restored,
+        or, for the first seeded reset and after a failed check, reloaded."""
+        import ale_py
+
+        if self.template is not None:
+            self.atari.ale.restoreState(ale_py.ALEState(self.template.state_for(self.seed_ale)))
+            return
+        self.load_rom()
+        if not self.checked:
+            self.checked = True
+            state = self.atari.ale.cloneState(include_rng=True).serialize()
             try:
                 built = StateTemplate(state)
-                box["template"] = built if built.state_for(box["seed"]) == state else None
             except ValueError:
-                box["template"] = None
-            return
-        atari.ale.restoreState(ale_py.ALEState(template.state_for(box["seed"])))
-        if atari._game_mode is not None:  # as load_game does after loading
-            atari.ale.setMode(atari._game_mode)
-        if atari._game_difficulty is not None:
-            atari.ale.setDifficulty(atari._game_difficulty)
+                return
+            self.template = built if built.state_for(self.seed_ale) == state else None
 
-    atari.seed_game, atari.load_game = seed, load
+
+def fast_seeded_reset(atari: Any) -> SeededReset:
+    """Make this ale_py AtariEnv's seeded resets restore a built state instead of reloading the ROM."""
+    return SeededReset(atari)
