@@ -14,7 +14,6 @@ it is rerun.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from worldmodels.names import TARGETS  # noqa: E402 - the path above
+from worldmodels.runfolder import RunFolder  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results"
@@ -62,17 +62,15 @@ def seed_from_run(name: str, env_id: str, base: str | None = None,
     """Read one run folder under docs/results/. `base` names the run whose V and M it reused
     (`--from`): its wall time is added; its env steps are already in the run's counter."""
     folder = results_dir / name
-    results = json.loads((folder / "curriculum_results.json").read_text())
-    run = yaml.safe_load((folder / "run.yaml").read_text())
-    entry = _env_entry(results, env_id, folder)
+    run = RunFolder(folder)
+    entry = _env_entry(run.read_results(), env_id, folder)
     final = entry.get("final_eval")
     if not final:
         raise SystemExit(f"results_table: {folder} has no final evaluation for {env_id}")
     wall = _training_wall(entry)
     if base:
-        wall += _training_wall(_env_entry(json.loads((results_dir / base / "curriculum_results.json").read_text()),
-                                          env_id, results_dir / base))
-    return Seed(seed=int(run["config"]["seed"]), mean=float(final["mean"]), std=float(final["std"]),
+        wall += _training_wall(_env_entry(RunFolder(results_dir / base).read_results(), env_id, results_dir / base))
+    return Seed(seed=int(run.read_config()["seed"]), mean=float(final["mean"]), std=float(final["std"]),
                 episodes=int(final["episodes"]), env_steps=int(entry["env_steps"]), wall_s=wall,
                 target=entry.get("target"))
 
