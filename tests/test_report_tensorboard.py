@@ -69,7 +69,8 @@ def test_tensorboard_records_the_env_config_as_hyperparameters(tmp_path):
     pytest.importorskip("tensorboard")
     from tensorboard.plugins.hparams import metadata
 
-    from worldmodels.hooks.tensorboard import HPARAM_METRICS, TensorBoardLogger
+    from worldmodels.hooks.scalars import HPARAM_METRICS
+    from worldmodels.hooks.tensorboard import TensorBoardLogger
 
     ctx = _ctx(tmp_path / "run" / "pong")
     _drive(TensorBoardLogger(), ctx)
@@ -96,7 +97,7 @@ def test_hyperparameters_that_cannot_be_written_leave_the_scalars(tmp_path, capl
 
 
 def test_hparams_of_flattens_lists_and_drops_none():
-    from worldmodels.hooks.tensorboard import hparams_of
+    from worldmodels.hooks.scalars import hparams_of
 
     hp = hparams_of({"envs": ["pong", "breakout"], "vae": {"z_dim": 32, "lr": 1e-3}, "ray_address": None,
                      "live": False})

@@ -166,6 +166,9 @@ def train_parser() -> argparse.ArgumentParser:
                              "and exit, writing nothing")
     output.add_argument("--tensorboard", action="store_true", default=None,
                         help="also write TensorBoard scalars to DIR/tensorboard (needs the tensorboard extra)")
+    output.add_argument("--track", action="store_true", default=None,
+                        help="also log the scalars to Weights & Biases (needs the wandb extra; project "
+                             "$WANDB_PROJECT, default worldmodels; WANDB_MODE=offline records without an account)")
     viewing = p.add_argument_group("viewing")
     viewing.add_argument("--live", action="store_true", default=None,
                          help="watch the current best agent in a window while it trains")
@@ -216,7 +219,7 @@ def train_main(argv: list[str] | None = None) -> int:
             "workers": args.workers, "backend": args.backend, "ray_address": args.ray_address,
             "time_budget": args.time_budget, "max_env_steps": args.max_env_steps,
             "stages": args.stages.split(",") if args.stages else None, "live": args.live,
-            "tensorboard": args.tensorboard,
+            "tensorboard": args.tensorboard, "track": args.track,
         }.items() if v is not None}
         recipe, why = choose_recipe(args)
         cfg = build_config(recipe["configs"], args.set, flags)

@@ -219,6 +219,9 @@ class TrainConfig:
     """Show the current best agent in a window while training (its own process)."""
     tensorboard: bool = False
     """Also write TensorBoard scalars to <out>/tensorboard (needs the tensorboard package)."""
+    track: bool = False
+    """Also log the scalars to Weights & Biases (needs the wandb package; WANDB_PROJECT,
+    WANDB_ENTITY and WANDB_MODE=offline as W&B reads them)."""
     action_repeat: int = 4
     """Env steps each action of the agent (explorer, C) is held for; V, M and C see every
     action_repeat-th frame, and M steps once per action. Not for Atari, whose v5 envs already
@@ -265,7 +268,8 @@ LAPTOP_ENV_OVERRIDES: dict[str, dict] = {
 }
 
 # Keys that say where and what a run trains, not how: no recipe sets them.
-NOT_RECIPE_KEYS = ("envs", "seed", "device", "workers", "backend", "ray_address", "stages", "live", "tensorboard")
+NOT_RECIPE_KEYS = ("envs", "seed", "device", "workers", "backend", "ray_address", "stages", "live", "tensorboard",
+                   "track")
 
 # A recipe: the bundled configs a run starts from when no --config is given, chosen by the
 # hardware found; recorded in run.yaml, so a resume reuses it on any machine.
@@ -281,7 +285,7 @@ STAGES = ("collect", "vae", "encode", "mdnrnn", "controller")
 # Keys that may change between a run and its resume without invalidating what was trained.
 RESUMABLE_KEYS = {
     "envs", "max_gens", "eval_every", "patience", "device", "workers", "backend", "ray_address",
-    "time_budget", "max_env_steps", "stages", "live", "tensorboard", "eval.confirm_episodes",
+    "time_budget", "max_env_steps", "stages", "live", "tensorboard", "track", "eval.confirm_episodes",
     "eval.final_episodes", "eval.episodes", "eval.finalists", "eval.pick_episodes", "eval.stop_at_target",
     "eval.video_steps",
 }

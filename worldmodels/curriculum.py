@@ -367,7 +367,7 @@ class Run:
         # No write of this run may follow a link out of the folder (a crafted env folder or
         # report/ that links elsewhere): refused before anything is written.
         for folder in [self.folder.env(e).path for e in self.env_ids] + [self.folder.report_dir,
-                                                                          self.folder.tensorboard]:
+                                                                          self.folder.tensorboard, self.folder.wandb]:
             refuse_links_out(out, folder)
         if not restart:  # a foreign resume state is refused before this run writes anything
             for env_id in self.env_ids:

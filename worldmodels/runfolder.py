@@ -130,6 +130,7 @@ class RunFolder:
     lock = property(lambda self: self.path / LOCK_NAME)
     report_dir = property(lambda self: self.path / REPORT_DIR)
     tensorboard = property(lambda self: self.path / "tensorboard")
+    wandb = property(lambda self: self.path / "wandb")  # --track: W&B's files and the run's id there
 
     def env(self, env_id: str) -> EnvFolder:
         return EnvFolder(self.path / slug(env_id))
@@ -139,9 +140,9 @@ class RunFolder:
 
     def trainer_paths(self) -> list[Path]:
         """What wm-train wrote here (what --restart removes): run.yaml, the results, the report
-        and TensorBoard folders, env folders, and temp files of an interrupted write. A user's own
+        and TensorBoard and W&B folders, env folders, and temp files of an interrupted write. A user's own
         files in the folder are not among them; the lock file is kept for the lock's holder."""
-        own = {RUN_YAML, RESULTS, REPORT_DIR, "tensorboard"}
+        own = {RUN_YAML, RESULTS, REPORT_DIR, "tensorboard", "wandb"}
         out = []
         for child in self.path.iterdir():
             if child.name in own or (child.name.startswith(".") and child.name.endswith(".tmp")):

@@ -2,7 +2,8 @@
 
 builtin: progress, evaluation snapshots and the pick, early stopping, checkpoints, artifacts,
 the video of best.pt at each env's end.
-live (wm-train --live) and tensorboard (--tensorboard) are imported only when switched on.
+live (wm-train --live), tensorboard (--tensorboard) and wandb (--track) are imported only when
+switched on; scalars names what the last two record.
 Nothing in this package imports the curriculum: the loop passes each hook what it needs.
 """
 from __future__ import annotations
@@ -35,6 +36,10 @@ def default_hooks(cfg: TrainConfig) -> list[Hook]:
         from .tensorboard import TensorBoardLogger
 
         hooks.append(TensorBoardLogger())
+    if cfg.track:
+        from .wandb import WandbLogger
+
+        hooks.append(WandbLogger())
     if cfg.live:
         from .live import LiveView
 
