@@ -119,3 +119,36 @@ def test_a_failed_check_keeps_the_official_reload(monkeypatch):
             a, b = env.step(3), official.step(3)
             assert np.array_equal(a[0], b[0]) and a[1:4] == b[1:4]
     assert calls == [1, 1]  # both resets reloaded the ROM
+
+
+def test_catch_the_fake_env_for_unit_tests():
+    """envs/catch.py: seeded episodes repeat, a paddle under the ball catches it (+1), one
+    away misses it (-1), and an episode is `balls` balls."""
+    import gymnasium as gym
+
+    from worldmodels.envs import CATCH_ID, register_all
+    from worldmodels.envs.catch import BALL, PADDLE_W
+
+    register_all()
+
+    def play(seed, policy):
+        env = gym.make(CATCH_ID, render_mode="rgb_array").unwrapped
+        frame, _ = env.reset(seed=seed)
+        frames, rewards, done = [frame], [], False
+        while not done:
+            frame, reward, done, _, _ = env.step(policy(env))
+            frames.append(frame)
+            rewards.append(reward)
+        assert np.array_equal(env.render(), frames[-1])
+        return np.stack(frames), rewards
+
+    def follow(env):  # move the paddle's centre toward the ball's
+        gap = (env.ball_x + BALL / 2) - (env.paddle + PADDLE_W / 2)
+        return 2 if gap > 2 else 0 if gap < -2 else 1
+
+    frames, rewards = play(3, follow)
+    again, _ = play(3, follow)
+    assert frames.shape[1:] == (64, 64, 3) and frames.dtype == np.uint8 and np.array_equal(frames, again)
+    assert [r for r in rewards if r] == [1.0] * 5
+    _, rewards = play(3, lambda env: 0)        # the paddle stays at the left wall: most balls are missed
+    assert len([r for r in rewards if r]) == 5 and sum(rewards) < 0

@@ -21,7 +21,7 @@ from worldmodels.errors import RunFolderError, UserError
 from worldmodels.hooks import Hook, default_hooks
 from worldmodels.runfolder import LOCK_NAME
 
-SETTINGS = ["envs=pong", "max_gens=2", "eval_every=1", "workers=1"]
+SETTINGS = ["envs=catch", "max_gens=2", "eval_every=1", "workers=1"]
 
 
 def _tree(root: Path) -> dict:
@@ -55,11 +55,11 @@ def _crafted(tmp_path: Path, link: str) -> tuple[Path, Path]:
     return out, outside
 
 
-@pytest.mark.parametrize("link", [LOCK_NAME, "pong", "pong/controller", "report", "tensorboard"])
+@pytest.mark.parametrize("link", [LOCK_NAME, "catch", "catch/controller", "report", "tensorboard"])
 def test_a_link_out_of_the_run_folder_is_refused_before_anything_is_written(tmp_path, cli, link):
     out, outside = _crafted(tmp_path, link)
     before, mine = _tree(outside), _tree(out)
-    proc = cli("wm-train", "--config", "smoke", "--envs", "pong", "--workers", "1", "--out", out, check=2)
+    proc = cli("wm-train", "--config", "smoke", "--envs", "catch", "--workers", "1", "--out", out, check=2)
     assert "Traceback" not in proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
     assert "symbolic link" in last and link in last
@@ -78,14 +78,14 @@ def test_wm_report_writes_nothing_through_a_linked_report_folder(tmp_path, cli):
 def test_links_inside_the_run_folder_are_fine(tmp_path):
     from worldmodels.fileio import refuse_links_out
     out = tmp_path / "run"
-    (out / "pong" / "data" / "round0").mkdir(parents=True)
-    (out / "pong" / "data" / "round0" / "ep_0.npz").symlink_to(tmp_path / "elsewhere.npz")  # files: replaced
-    (out / "pong" / "again").symlink_to(out / "pong" / "data", target_is_directory=True)
-    refuse_links_out(out, out / "pong")
+    (out / "catch" / "data" / "round0").mkdir(parents=True)
+    (out / "catch" / "data" / "round0" / "ep_0.npz").symlink_to(tmp_path / "elsewhere.npz")  # files: replaced
+    (out / "catch" / "again").symlink_to(out / "catch" / "data", target_is_directory=True)
+    refuse_links_out(out, out / "catch")
     refuse_links_out(out, out / "report")  # not there yet
-    (out / "pong" / "data" / "round1").symlink_to(tmp_path, target_is_directory=True)
+    (out / "catch" / "data" / "round1").symlink_to(tmp_path, target_is_directory=True)
     with pytest.raises(RunFolderError, match="round1 is a symbolic link"):
-        refuse_links_out(out, out / "pong")
+        refuse_links_out(out, out / "catch")
 
 
 # -- a folder turning read-only mid-run --------------------------------------------------------
@@ -166,7 +166,7 @@ class ArmAt(Hook):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """A finished smoke run of Pong (2 generations): a source for --from and a run to resume."""
+    """A finished smoke run of Catch (2 generations): a source for --from and a run to resume."""
     out = tmp_path_factory.mktemp("trained") / "run"
     Run(build_config(["smoke"], SETTINGS), out, ["test"], log_fn=lambda m: None).run()
     return out
@@ -192,7 +192,7 @@ def test_read_only_before_the_env_folder_is_made(tmp_path, monkeypatch):
     fault.armed = True
     with pytest.raises(UserError) as exc:
         run.run()
-    assert "pong" in _one_line(exc) and fault.refused[0][0] == "mkdir"
+    assert "catch" in _one_line(exc) and fault.refused[0][0] == "mkdir"
     monkeypatch.undo()
     assert _tree(out) == before
 
@@ -205,10 +205,10 @@ def test_read_only_while_reusing_from_a_source(tmp_path, monkeypatch, trained, l
     from worldmodels.curriculum import link_files
     out = tmp_path / "run"
     run = _run(out, SETTINGS + ["max_gens=1"], from_dir=trained)
-    (out / "pong").mkdir()
+    (out / "catch").mkdir()
     if linked:
         for folder in ("data", "encoded"):
-            link_files(trained / "pong" / folder, out / "pong" / folder)
+            link_files(trained / "catch" / folder, out / "catch" / folder)
     source, before = _tree(trained), _tree(out)
     fault = ReadOnly(monkeypatch, out, ops)
     fault.armed = True
@@ -223,7 +223,7 @@ def test_read_only_while_reusing_from_a_source(tmp_path, monkeypatch, trained, l
 def test_read_only_when_a_resume_removes_snapshots_past_the_checkpoint(tmp_path, monkeypatch, trained):
     out = tmp_path / "run"
     shutil.copytree(trained, out, symlinks=True)
-    stray = out / "pong" / "eval" / "gen_0007.json"  # from a run killed after its snapshot
+    stray = out / "catch" / "eval" / "gen_0007.json"  # from a run killed after its snapshot
     stray.write_text("{}\n")
     fault = ReadOnly(monkeypatch, out, ops=("unlink",))  # only removing fails
     run = _run(out, SETTINGS[:1] + ["max_gens=3", "eval_every=1", "workers=1"])
@@ -232,7 +232,7 @@ def test_read_only_when_a_resume_removes_snapshots_past_the_checkpoint(tmp_path,
         run.run()
     assert "gen_0007.json" in _one_line(exc)
     monkeypatch.undo()
-    assert stray.exists() and load_state(out / "pong" / "controller" / "state.pkl")["gen"] == 1
+    assert stray.exists() and load_state(out / "catch" / "controller" / "state.pkl")["gen"] == 1
 
 
 def test_read_only_mid_generation_keeps_the_last_checkpoint(tmp_path, monkeypatch, trained):
@@ -246,10 +246,10 @@ def test_read_only_mid_generation_keeps_the_last_checkpoint(tmp_path, monkeypatc
     hooks = default_hooks(cfg)
     hooks.insert(1, ArmAt(fault, 2))  # after the snapshot, before the checkpoint writer
     run = _run(out, settings, hooks=hooks)
-    metrics = (out / "pong" / "metrics.csv").read_text()
+    metrics = (out / "catch" / "metrics.csv").read_text()
     with pytest.raises(UserError) as exc:
         run.run()
     _one_line(exc)
     monkeypatch.undo()
-    assert load_state(out / "pong" / "controller" / "state.pkl")["gen"] == 1
-    assert (out / "pong" / "metrics.csv").read_text() == metrics
+    assert load_state(out / "catch" / "controller" / "state.pkl")["gen"] == 1
+    assert (out / "catch" / "metrics.csv").read_text() == metrics

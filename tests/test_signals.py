@@ -24,7 +24,7 @@ from worldmodels.envs import probe_spec
 from worldmodels.errors import Interrupted
 from worldmodels.hooks import Hook, default_hooks
 
-SETTINGS = ["envs=pong", "max_gens=3", "eval_every=1", "workers=1"]
+SETTINGS = ["envs=catch", "max_gens=3", "eval_every=1", "workers=1"]
 
 
 class Barrier:
@@ -81,8 +81,8 @@ def _train(out, hooks=None):
 
 def _outcome(out):
     entry = json.loads((out / "curriculum_results.json").read_text())["envs"][0]
-    best = torch.load(out / "pong" / "best.pt", weights_only=True)
-    gens = [int(line.split(",")[0]) for line in (out / "pong" / "metrics.csv").read_text().splitlines()[1:]]
+    best = torch.load(out / "catch" / "best.pt", weights_only=True)
+    gens = [int(line.split(",")[0]) for line in (out / "catch" / "metrics.csv").read_text().splitlines()[1:]]
     return entry["final_eval"]["scores"], np.asarray(best["controller"]["params"]), gens
 
 
@@ -94,7 +94,7 @@ def uninterrupted(tmp_path_factory):
 
 
 def test_evaluate_stops_within_a_step_when_asked_and_raises_interrupted():
-    agent = Agent.build(probe_spec("ALE/Pong-v5"), z_dim=8, hidden=16, gaussians=2)
+    agent = Agent.build(probe_spec("worldmodels/Catch-v0"), z_dim=8, hidden=16, gaussians=2)
     params = np.zeros(agent.controller.n_params, np.float32)
     asked = []
 
@@ -105,7 +105,7 @@ def test_evaluate_stops_within_a_step_when_asked_and_raises_interrupted():
     with LaneEngine(agent.spec, eval_lanes(4), workers=1, renderer="official") as engine:
         with pytest.raises(Interrupted, match="0 of 4 episodes"):
             evaluate(agent, params, 4, 0, "cpu", engine=engine, abort=abort)
-        assert engine.steps <= 4 * eval_lanes(4)  # a few lockstep steps, not a game of Pong
+        assert engine.steps <= 4 * eval_lanes(4)  # a few lockstep steps, not a whole episode
 
 
 @pytest.mark.slow
@@ -123,8 +123,8 @@ def test_a_signal_ends_an_evaluation_at_once_and_the_rerun_redoes_it(tmp_path, m
     assert signal.getsignal(signal.SIGTERM) is before  # Run leaves the caller's handlers as it found them
     assert barrier.fired and barrier.acts_after <= 2  # one step per lane group at most, not an episode
     assert entry["final_eval"] is None and entry["status"] == "interrupted"
-    pick = out / "pong" / "eval" / "pick_round0.json"
-    snapshots = sorted(p.name for p in (out / "pong" / "eval").glob("gen_*.json"))
+    pick = out / "catch" / "eval" / "pick_round0.json"
+    snapshots = sorted(p.name for p in (out / "catch" / "eval").glob("gen_*.json"))
     if phase == "snapshot":  # generation 1 is not checkpointed: its row and snapshot come with the rerun
         assert snapshots == ["gen_0000.json"] and not pick.exists()
     elif phase == "pick":
@@ -153,11 +153,11 @@ def _wait_for(path, proc, timeout=300):
 @pytest.mark.slow
 def test_sigterm_to_the_process_group_stops_the_trainer_without_replacing_workers(tmp_path):
     out = tmp_path / "run"
-    args = ["--config", "smoke", "--envs", "pong", "--max-gens", "40", "--workers", "2", "--out", str(out)]
+    args = ["--config", "smoke", "--envs", "catch", "--max-gens", "40", "--workers", "2", "--out", str(out)]
     proc = subprocess.Popen([sys.executable, "-m", "worldmodels.cli", "wm-train", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True,
                             env=dict(os.environ, PYTHONUNBUFFERED="1"))
-    _wait_for(out / "pong" / "eval" / "gen_0001.json", proc)
+    _wait_for(out / "catch" / "eval" / "gen_0001.json", proc)
     os.killpg(proc.pid, signal.SIGTERM)  # what a scheduler or a terminal sends: every process at once
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err[-3000:]
@@ -168,7 +168,7 @@ def test_sigterm_to_the_process_group_stops_the_trainer_without_replacing_worker
 @pytest.mark.slow
 def test_sigterm_stops_wm_play_with_status_130_and_keeps_the_video(tmp_path, cli):
     out = tmp_path / "run"
-    cli("wm-train", "--config", "smoke", "--envs", "pong", "--max-gens", "1", "--out", out, check=0)
+    cli("wm-train", "--config", "smoke", "--envs", "catch", "--max-gens", "1", "--out", out, check=0)
     video = tmp_path / "play.avi"
     proc = subprocess.Popen([sys.executable, "-m", "worldmodels.cli", "wm-play", "--ckpt", str(out),
                              "--headless", "--episodes", "50", "--record", str(video)],

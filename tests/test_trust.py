@@ -88,10 +88,10 @@ def test_the_key_is_private_and_stable(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_a_crafted_state_in_a_run_folder_is_refused_on_resume(tmp_path, cli):
     out = tmp_path / "run"
-    args = ["--config", "smoke", "--envs", "pong", "--max-gens", "2", "--workers", "1"]
+    args = ["--config", "smoke", "--envs", "catch", "--max-gens", "2", "--workers", "1"]
     cli("wm-train", *args, "--out", out, check=0)
     marker = tmp_path / "ran"
-    state = out / "pong" / "controller" / "state.pkl"
+    state = out / "catch" / "controller" / "state.pkl"
     for f in (state, state.with_name("state.pkl.prev")):
         f.write_bytes(crafted(marker))
     run_yaml = (out / "run.yaml").read_bytes()
@@ -148,7 +148,7 @@ def test_kill_9_releases_the_lock(tmp_path):
 @pytest.mark.slow
 def test_two_trainers_on_one_out_one_is_refused(tmp_path):
     out = tmp_path / "run"
-    args = [sys.executable, "-m", "worldmodels.cli", "wm-train", "--config", "smoke", "--envs", "pong",
+    args = [sys.executable, "-m", "worldmodels.cli", "wm-train", "--config", "smoke", "--envs", "catch",
             "--max-gens", "4", "--workers", "1", "--out", str(out)]
     first = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lock = out / "wm-train.lock"
@@ -161,7 +161,7 @@ def test_two_trainers_on_one_out_one_is_refused(tmp_path):
     assert "Traceback" not in second.stderr
     _, err = first.communicate(timeout=900)
     assert first.returncode == 0, err[-3000:]
-    with (out / "pong" / "metrics.csv").open() as f:
+    with (out / "catch" / "metrics.csv").open() as f:
         assert [int(r["gen"]) for r in csv.DictReader(f)] == [0, 1, 2, 3]
 
 
@@ -173,13 +173,13 @@ def _tree_hash(root: Path) -> dict:
 @pytest.mark.slow
 def test_from_with_two_rounds_leaves_the_source_unchanged(tmp_path, cli):
     src, out = tmp_path / "src", tmp_path / "run"
-    base = ["--config", "smoke", "--envs", "pong", "--workers", "1"]
+    base = ["--config", "smoke", "--envs", "catch", "--workers", "1"]
     cli("wm-train", *base, "--stages", "collect,vae,encode,mdnrnn", "--out", src, check=0)
     before = _tree_hash(src)
     cli("wm-train", *base, "--max-gens", "2", "--from", src, "--set", "rounds=2", "--out", out, check=0)
     assert _tree_hash(src) == before
-    assert list((out / "pong" / "data").glob("round1/ep_*.npz"))  # round 1's rollouts are this run's own
-    assert not any(p.is_symlink() for p in (out / "pong" / "data").rglob("round1/*"))
+    assert list((out / "catch" / "data").glob("round1/ep_*.npz"))  # round 1's rollouts are this run's own
+    assert not any(p.is_symlink() for p in (out / "catch" / "data").rglob("round1/*"))
 
 
 @pytest.mark.parametrize("shared", [False, True])

@@ -40,10 +40,13 @@ def register_all() -> None:
 
     gym.register_envs(ale_py)
     register_carracing()
+    if CATCH_ID not in gym.registry:
+        gym.register(id=CATCH_ID, entry_point="worldmodels.envs.catch:Catch", max_episode_steps=1000)
     _registered = True
 
 
 CARRACING_ID = "worldmodels/CarRacing-v3"
+CATCH_ID = "worldmodels/Catch-v0"  # envs/catch.py: a tiny pixel game (`--envs catch`)
 
 
 def register_carracing() -> None:
