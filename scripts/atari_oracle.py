@@ -1,6 +1,6 @@
 """The oracle diagnostic: CMA-ES on the true object positions, read from the Atari RAM.
 
-    python scripts/atari_oracle.py --env pong [--hidden 16] [--velocity] [--prev-actions K]
+    python scripts/atari_oracle.py --env pong [--hidden 16] [--velocity] [--prev-actions K] [--pad N] [--diagonal]
         [--max-env-steps 5000000] [--pop 16] [--rollouts 4] [--max-steps 500] [--max-points K] [--max-lives K] [--workers 2]
         [--seed 0] [--final-episodes 100] [--json] [--out FILE]
 
@@ -15,6 +15,11 @@ set, FIRE after a lost life (the agent's FireOnLifeLoss). The controller is line
 tanh hidden layer (`--hidden`), like `controller.hidden`. Every `--eval-every` generations the
 CMA-ES mean plays 8 whole games (seeds 1.5e9 + i, outside the budget); at the end it plays
 `--final-episodes` whole games on the final evaluation's seeds (2e9 + i).
+
+`--pad N` adds N inputs of fresh Gaussian noise every step, so the search has as many
+parameters as the pixel controller's (whose z and h carry much that does not matter) while the
+positions stay perfect: whether CMA-ES, not the picture, loses the score at that size.
+`--diagonal` runs the separable CMA-ES (pycma's CMA_diagonal) whatever the size.
 
 If even this controller stays far from the target at the budget, the optimiser, the fitness
 or the controller's form holds the score back, not V's picture of the ball. Measured numbers
@@ -74,7 +79,7 @@ class Policy:
 _worker: dict = {}
 
 
-def _init(env_key: str, velocity: bool, prev_actions: int, hidden: int) -> None:
+def _init(env_key: str, velocity: bool, prev_actions: int, hidden: int, pad: int = 0) -> None:
     import gymnasium as gym
 
     from worldmodels.envs import FireOnLifeLoss, quiet_native_stderr, register_all
@@ -87,8 +92,8 @@ def _init(env_key: str, velocity: bool, prev_actions: int, hidden: int) -> None:
     if "FIRE" in meanings:
         env = FireOnLifeLoss(env, meanings.index("FIRE"))
     n_act = int(env.action_space.n)
-    in_dim = len(RAM[env_key]) + (len(BALLS) if velocity else 0) + prev_actions * n_act
-    _worker.update(env=env, key=env_key, velocity=velocity, k=prev_actions, n_act=n_act,
+    in_dim = len(RAM[env_key]) + (len(BALLS) if velocity else 0) + prev_actions * n_act + pad
+    _worker.update(env=env, key=env_key, velocity=velocity, k=prev_actions, n_act=n_act, pad=pad,
                    policy=Policy(in_dim, n_act, hidden))
 
 
@@ -99,11 +104,14 @@ def _episode(job: tuple[np.ndarray, int, int, int, int]) -> tuple[float, int]:
     ram, info = env.reset(seed=int(seed))
     lives = int(info.get("lives", 0))
     prev, last = None, np.zeros((k, n_act), np.float32)
+    pad, noise = _worker.get("pad", 0), np.random.default_rng(seed)
     total, steps, points = 0.0, 0, 0
     while max_steps <= 0 or steps < max_steps:
         x, prev = features(key, ram, prev, _worker["velocity"])
         if k:
             x = np.concatenate([x, last.ravel()])
+        if pad:
+            x = np.concatenate([x, noise.standard_normal(pad).astype(np.float32)])
         a = Policy.act(weights, x)
         if k:
             last = np.roll(last, 1, axis=0)
@@ -144,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-lives", type=int, default=0,
                    help="also end a training episode after this many lost lives (Breakout: 1 = a life is the unit)")
     p.add_argument("--sigma0", type=float, default=0.1)
+    p.add_argument("--pad", type=int, default=0, help="extra inputs of Gaussian noise (the pixel C's size)")
+    p.add_argument("--diagonal", action="store_true", help="separable CMA-ES (CMA_diagonal) at any size")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eval-every", type=int, default=25, help="generations between 8-game curve points (0: off)")
@@ -152,18 +162,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true")
     p.add_argument("--out", default="", help="also write the result as JSON here")
     args = p.parse_args(argv)
-    if min(args.pop, args.rollouts, args.workers, args.max_env_steps) < 1 or args.hidden < 0:
+    if min(args.pop, args.rollouts, args.workers, args.max_env_steps) < 1 or args.hidden < 0 or args.pad < 0:
         print("atari_oracle: --pop, --rollouts, --workers and --max-env-steps must be >= 1", file=sys.stderr)
         return 2
 
     pool = mp.get_context("spawn").Pool(args.workers, _init,
-                                        (args.env, args.velocity, args.prev_actions, args.hidden))
+                                        (args.env, args.velocity, args.prev_actions, args.hidden, args.pad))
     try:
-        _init(args.env, args.velocity, args.prev_actions, args.hidden)  # the policy's layout, here
+        _init(args.env, args.velocity, args.prev_actions, args.hidden, args.pad)  # the policy's layout, here
         n = _worker["policy"].n_params
         es = cma.CMAEvolutionStrategy(np.zeros(n), args.sigma0, {
             "popsize": args.pop, "randn": np.random.RandomState(args.seed).randn, "seed": np.nan,
-            "verbose": -9, "CMA_diagonal": n > 2000})
+            "verbose": -9, "CMA_diagonal": args.diagonal or n > 2000})
         rng = np.random.default_rng([args.seed, 404])
         steps, gen, curve, history, start = 0, 0, [], [], time.perf_counter()
         while steps < args.max_env_steps:
@@ -190,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         pool.terminate()
     result = {"env": ENVS[args.env], "hidden": args.hidden, "velocity": args.velocity,
               "prev_actions": args.prev_actions, "pop": args.pop, "rollouts": args.rollouts,
-              "max_steps": args.max_steps, "max_points": args.max_points, "max_lives": args.max_lives, "sigma0": args.sigma0, "seed": args.seed, "n_params": n, "generations": gen,
+              "max_steps": args.max_steps, "max_points": args.max_points, "max_lives": args.max_lives, "sigma0": args.sigma0, "pad": args.pad, "diagonal": args.diagonal, "seed": args.seed, "n_params": n, "generations": gen,
               "env_steps": steps, "train_s": round(train_s, 1), "final_mean": float(games.mean()),
               "final_std": float(games.std()), "final_episodes": len(games), "final_eval_steps": eval_steps,
               "curve": curve, "history": history}
