@@ -38,7 +38,7 @@ def _fake_wandb(runs: list):
         run = FakeRun(**kw)
         runs.append(run)
         return SimpleNamespace(config=run.config_obj, define_metric=run.define_metric, log=run.log, finish=run.finish)
-    return SimpleNamespace(init=init)
+    return SimpleNamespace(init=init, login=lambda prompt: True)
 
 
 def test_scalars_go_against_each_envs_own_counter(tmp_path, monkeypatch):
@@ -118,3 +118,18 @@ def test_track_without_wandb_is_one_clear_error(monkeypatch):
 def test_track_flag_is_in_the_resolved_config(cli, tmp_path):
     proc = cli("wm-train", "--envs", "pong", "--track", "--print-config", "--out", tmp_path / "r", check=0)
     assert "\ntrack: true\n" in proc.stdout and not (tmp_path / "r").exists()
+
+
+def test_track_without_a_login_is_one_clear_error_unless_offline(monkeypatch):
+    import worldmodels.hooks.wandb as hook_module
+    from worldmodels.errors import UserError
+
+    asked = []
+    fake = SimpleNamespace(init=None, login=lambda prompt: asked.append(prompt) or False)
+    monkeypatch.setattr(hook_module, "wandb_module", lambda: fake)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    with pytest.raises(UserError, match="wandb login"):
+        hook_module.WandbLogger()
+    assert asked == [False]          # checked without a prompt
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    hook_module.WandbLogger()        # offline needs no account

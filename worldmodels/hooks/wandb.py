@@ -28,6 +28,8 @@ from .scalars import Scalars, final_scalars, hparams_of, step_scalars
 log = logging.getLogger("worldmodels")
 
 MISSING = "--track needs the wandb package: pip install 'worldmodels[wandb]'"
+NO_LOGIN = ("--track: not logged in to Weights & Biases: run `wandb login` (or set WANDB_API_KEY), "
+            "or set WANDB_MODE=offline to record into DIR/wandb/ and `wandb sync` it later")
 
 
 def wandb_module() -> Any:
@@ -44,6 +46,9 @@ class WandbLogger(Hook):
 
     def __init__(self):
         self.wandb = wandb_module()  # fails before anything is trained or written
+        offline = os.environ.get("WANDB_MODE", "").lower() in ("offline", "disabled", "dryrun")
+        if not offline and not self.wandb.login(prompt=False):  # never a prompt that waits on a run
+            raise UserError(NO_LOGIN)
         self.run: Any = None
         self.failed = False
         self.defined: set[str] = set()
