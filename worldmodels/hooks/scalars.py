@@ -1,5 +1,5 @@
 """What the metric loggers (--tensorboard, --track) record: one owner for the scalars' names,
-their x axes and the config as flat hyperparameters.
+their x axes and the config as flat hyperparameters; and MetricLogger, how a logger fails.
 
 Against env steps (the env's env-step counter, collection included, as in metrics.csv):
 collect/rollouts; controller/best_fitness, mean_fitness, std_fitness, sigma, steps_per_s and
@@ -11,15 +11,19 @@ the epoch (round r > 0 under vae/round<r>/..., since epochs restart at 0 each ro
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..stages.base import StepReport, produces_generations
+from .base import Hook
 
 if TYPE_CHECKING:
     from ..config import TrainConfig
-    from ..context import HookContext
+    from ..context import HookContext, RunContext
+
+log = logging.getLogger("worldmodels")
 
 CONTROLLER_KEYS = ("best_fitness", "mean_fitness", "std_fitness", "sigma", "steps_per_s")
 EPOCH_KEYS = {"vae": ("loss", "recon", "kl"), "mdnrnn": ("loss", "gmm", "reward", "done")}
@@ -109,3 +113,26 @@ def hparams_of(cfg: TrainConfig | dict, recipe: dict | None = None) -> dict:
     if isinstance(recipe, dict) and recipe.get("name"):
         out["recipe"] = str(recipe["name"])
     return out
+
+
+class MetricLogger(Hook):
+    """A logger's failure rule: a logging problem is logged once, the logger closes and stays
+    quiet, and the run goes on. A subclass sets `flag` and implements close(failed)."""
+
+    flag = ""
+
+    def __init__(self) -> None:
+        self.failed = False
+
+    def close(self, failed: bool = False) -> None: ...
+
+    def _fail(self, exc: Exception) -> None:
+        log.warning("%s: logging stopped (%s); training goes on", self.flag, exc)
+        self.failed = True
+        self.close(failed=True)
+
+    def on_exception(self, ctx: HookContext, exc: BaseException) -> None:
+        self.close(failed=True)
+
+    def on_run_end(self, run: RunContext) -> None:
+        self.close()

@@ -11,12 +11,11 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..context import HookContext, RunContext
+from ..context import HookContext
 from ..errors import UserError
 from ..runfolder import RunFolder
 from ..stages.base import StepReport
-from .base import Hook
-from .scalars import HPARAM_METRICS, Scalars, final_scalars, hparams_of, step_scalars
+from .scalars import HPARAM_METRICS, MetricLogger, Scalars, final_scalars, hparams_of, step_scalars
 
 if TYPE_CHECKING:
     from torch.utils.tensorboard import SummaryWriter
@@ -36,15 +35,15 @@ def summary_writer_class() -> type[SummaryWriter]:
     return SummaryWriter
 
 
-class TensorBoardLogger(Hook):
-    """One SummaryWriter per env; a logging problem is logged once and never ends a run."""
+class TensorBoardLogger(MetricLogger):
+    """One SummaryWriter per env."""
 
-    name = "tensorboard"
+    name, flag = "tensorboard", "--tensorboard"
 
     def __init__(self):
+        super().__init__()
         self.writer_cls = summary_writer_class()  # fails before anything is trained or written
         self.writer: SummaryWriter | None = None
-        self.failed = False
 
     def log_dir(self, ctx: HookContext) -> Path:
         return RunFolder(ctx.run_dir).tensorboard / ctx.spec.slug
@@ -96,12 +95,7 @@ class TensorBoardLogger(Hook):
         except Exception as exc:  # noqa: BLE001
             self._fail(exc)
 
-    def _fail(self, exc: Exception) -> None:
-        log.warning("--tensorboard: logging stopped (%s); training goes on", exc)
-        self.failed = True
-        self.close()
-
-    def close(self) -> None:
+    def close(self, failed: bool = False) -> None:
         writer, self.writer = self.writer, None
         if writer is not None:
             try:
@@ -111,10 +105,4 @@ class TensorBoardLogger(Hook):
 
     def on_env_end(self, ctx: HookContext) -> None:
         self._final(ctx)
-        self.close()
-
-    def on_exception(self, ctx: HookContext, exc: BaseException) -> None:
-        self.close()
-
-    def on_run_end(self, run: RunContext) -> None:
         self.close()

@@ -17,13 +17,12 @@ import os
 import uuid
 from typing import Any
 
-from ..context import HookContext, RunContext
+from ..context import HookContext
 from ..errors import UserError
 from ..fileio import atomic_write_text
 from ..runfolder import RunFolder
 from ..stages.base import StepReport
-from .base import Hook
-from .scalars import Scalars, final_scalars, hparams_of, step_scalars
+from .scalars import MetricLogger, Scalars, final_scalars, hparams_of, step_scalars
 
 log = logging.getLogger("worldmodels")
 
@@ -41,16 +40,16 @@ def wandb_module() -> Any:
     return wandb
 
 
-class WandbLogger(Hook):
-    name = "wandb"
+class WandbLogger(MetricLogger):
+    name, flag = "wandb", "--track"
 
     def __init__(self):
+        super().__init__()
         self.wandb = wandb_module()  # fails before anything is trained or written
         offline = os.environ.get("WANDB_MODE", "").lower() in ("offline", "disabled", "dryrun")
         if not offline and not self.wandb.login(prompt=False):  # never a prompt that waits on a run
             raise UserError(NO_LOGIN)
         self.run: Any = None
-        self.failed = False
         self.defined: set[str] = set()
 
     def _start(self, ctx: HookContext) -> None:
@@ -104,21 +103,10 @@ class WandbLogger(Hook):
         except Exception as exc:  # noqa: BLE001
             self._fail(exc)
 
-    def _fail(self, exc: Exception) -> None:
-        log.warning("--track: logging to W&B stopped (%s); training goes on", exc)
-        self.failed = True
-        self.close(1)
-
-    def close(self, exit_code: int = 0) -> None:
+    def close(self, failed: bool = False) -> None:
         run, self.run = self.run, None
         if run is not None:
             try:
-                run.finish(exit_code=exit_code)
+                run.finish(exit_code=int(failed))
             except Exception:  # noqa: BLE001
                 pass
-
-    def on_exception(self, ctx: HookContext, exc: BaseException) -> None:
-        self.close(1)
-
-    def on_run_end(self, run: RunContext) -> None:
-        self.close()
