@@ -1,6 +1,6 @@
 """The oracle diagnostic: CMA-ES on the true object positions, read from the Atari RAM.
 
-    python scripts/atari_oracle.py --env pong [--hidden 16] [--velocity] [--prev-actions K] [--pad N] [--diagonal]
+    python scripts/atari_oracle.py --env pong [--hidden 16] [--velocity] [--prev-actions K] [--pad N [--pad-rho R]] [--diagonal]
         [--max-env-steps 5000000] [--pop 16] [--rollouts 4] [--max-steps 500] [--max-points K] [--max-lives K] [--workers 2]
         [--seed 0] [--final-episodes 100] [--json] [--out FILE]
 
@@ -19,7 +19,9 @@ CMA-ES mean plays 8 whole games (seeds 1.5e9 + i, outside the budget); at the en
 `--pad N` adds N inputs of fresh Gaussian noise every step, so the search has as many
 parameters as the pixel controller's (whose z and h carry much that does not matter) while the
 positions stay perfect: whether CMA-ES, not the picture, loses the score at that size.
-`--diagonal` runs the separable CMA-ES (pycma's CMA_diagonal) whatever the size.
+`--pad-rho R` makes that noise smooth in time (each step keeps R of the last step's value,
+x = R x + sqrt(1 - R^2) e; 1 = one draw an episode), closer to the dimensions of z and h that
+do not matter, which change slowly. `--diagonal` runs the separable CMA-ES (pycma's CMA_diagonal) whatever the size.
 
 If even this controller stays far from the target at the budget, the optimiser, the fitness
 or the controller's form holds the score back, not V's picture of the ball. Measured numbers
@@ -79,7 +81,7 @@ class Policy:
 _worker: dict = {}
 
 
-def _init(env_key: str, velocity: bool, prev_actions: int, hidden: int, pad: int = 0) -> None:
+def _init(env_key: str, velocity: bool, prev_actions: int, hidden: int, pad: int = 0, pad_rho: float = 0.0) -> None:
     import gymnasium as gym
 
     from worldmodels.envs import FireOnLifeLoss, quiet_native_stderr, register_all
@@ -93,7 +95,7 @@ def _init(env_key: str, velocity: bool, prev_actions: int, hidden: int, pad: int
         env = FireOnLifeLoss(env, meanings.index("FIRE"))
     n_act = int(env.action_space.n)
     in_dim = len(RAM[env_key]) + (len(BALLS) if velocity else 0) + prev_actions * n_act + pad
-    _worker.update(env=env, key=env_key, velocity=velocity, k=prev_actions, n_act=n_act, pad=pad,
+    _worker.update(env=env, key=env_key, velocity=velocity, k=prev_actions, n_act=n_act, pad=pad, pad_rho=pad_rho,
                    policy=Policy(in_dim, n_act, hidden))
 
 
@@ -105,12 +107,17 @@ def _episode(job: tuple[np.ndarray, int, int, int, int]) -> tuple[float, int]:
     lives = int(info.get("lives", 0))
     prev, last = None, np.zeros((k, n_act), np.float32)
     pad, noise = _worker.get("pad", 0), np.random.default_rng(seed)
+    rho = _worker.get("pad_rho", 0.0)
+    drift = noise.standard_normal(pad).astype(np.float32) if pad and rho else None
     total, steps, points = 0.0, 0, 0
     while max_steps <= 0 or steps < max_steps:
         x, prev = features(key, ram, prev, _worker["velocity"])
         if k:
             x = np.concatenate([x, last.ravel()])
-        if pad:
+        if drift is not None:  # smooth noise: an AR(1) process with unit variance
+            drift = (rho * drift + np.sqrt(1.0 - rho * rho) * noise.standard_normal(pad)).astype(np.float32)
+            x = np.concatenate([x, drift])
+        elif pad:
             x = np.concatenate([x, noise.standard_normal(pad).astype(np.float32)])
         a = Policy.act(weights, x)
         if k:
@@ -153,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="also end a training episode after this many lost lives (Breakout: 1 = a life is the unit)")
     p.add_argument("--sigma0", type=float, default=0.1)
     p.add_argument("--pad", type=int, default=0, help="extra inputs of Gaussian noise (the pixel C's size)")
+    p.add_argument("--pad-rho", type=float, default=0.0,
+                   help="the noise's correlation from one step to the next (0: fresh, 1: one draw an episode)")
     p.add_argument("--diagonal", action="store_true", help="separable CMA-ES (CMA_diagonal) at any size")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
@@ -162,14 +171,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true")
     p.add_argument("--out", default="", help="also write the result as JSON here")
     args = p.parse_args(argv)
-    if min(args.pop, args.rollouts, args.workers, args.max_env_steps) < 1 or args.hidden < 0 or args.pad < 0:
-        print("atari_oracle: --pop, --rollouts, --workers and --max-env-steps must be >= 1", file=sys.stderr)
+    if min(args.pop, args.rollouts, args.workers, args.max_env_steps) < 1 or args.hidden < 0 or args.pad < 0 \
+            or not 0.0 <= args.pad_rho <= 1.0:
+        print("atari_oracle: --pop, --rollouts, --workers and --max-env-steps must be >= 1, --pad-rho in [0, 1]", file=sys.stderr)
         return 2
 
     pool = mp.get_context("spawn").Pool(args.workers, _init,
-                                        (args.env, args.velocity, args.prev_actions, args.hidden, args.pad))
+                                        (args.env, args.velocity, args.prev_actions, args.hidden, args.pad, args.pad_rho))
     try:
-        _init(args.env, args.velocity, args.prev_actions, args.hidden, args.pad)  # the policy's layout, here
+        _init(args.env, args.velocity, args.prev_actions, args.hidden, args.pad, args.pad_rho)  # the policy's layout, here
         n = _worker["policy"].n_params
         es = cma.CMAEvolutionStrategy(np.zeros(n), args.sigma0, {
             "popsize": args.pop, "randn": np.random.RandomState(args.seed).randn, "seed": np.nan,
@@ -200,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         pool.terminate()
     result = {"env": ENVS[args.env], "hidden": args.hidden, "velocity": args.velocity,
               "prev_actions": args.prev_actions, "pop": args.pop, "rollouts": args.rollouts,
-              "max_steps": args.max_steps, "max_points": args.max_points, "max_lives": args.max_lives, "sigma0": args.sigma0, "pad": args.pad, "diagonal": args.diagonal, "seed": args.seed, "n_params": n, "generations": gen,
+              "max_steps": args.max_steps, "max_points": args.max_points, "max_lives": args.max_lives, "sigma0": args.sigma0, "pad": args.pad, "pad_rho": args.pad_rho, "diagonal": args.diagonal, "seed": args.seed, "n_params": n, "generations": gen,
               "env_steps": steps, "train_s": round(train_s, 1), "final_mean": float(games.mean()),
               "final_std": float(games.std()), "final_episodes": len(games), "final_eval_steps": eval_steps,
               "curve": curve, "history": history}

@@ -10,7 +10,8 @@ SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "atari_oracle.py"
 
 
 @pytest.mark.parametrize("env, extra", [("pong", ["--max-points", "2"]),
-                                        ("breakout", ["--hidden", "4", "--velocity", "--prev-actions", "2"])])
+                                        ("breakout", ["--hidden", "4", "--velocity", "--prev-actions", "2"]),
+                                        ("breakout", ["--pad", "3", "--pad-rho", "0.9", "--diagonal"])])
 def test_oracle_trains_within_its_budget_and_scores(tmp_path, env, extra):
     out = tmp_path / "r.json"
     proc = subprocess.run([sys.executable, str(SCRIPT), "--env", env, "--max-env-steps", "1500", "--pop", "4",
@@ -23,5 +24,13 @@ def test_oracle_trains_within_its_budget_and_scores(tmp_path, env, extra):
     assert result["final_episodes"] == 2 and result["final_eval_steps"] <= 300
     history = json.loads(out.read_text())["history"]
     assert history[-1]["env_steps"] == result["env_steps"]
+    if "--pad" in extra:  # linear on 3 positions + 3 noise inputs, 4 actions
+        assert result["n_params"] == (3 + 3 + 1) * 4 and result["pad_rho"] == 0.9
     if env == "pong":  # 2 points end a training episode: at most 2 nonzero rewards, so |fitness| <= 2
         assert all(abs(h["best_fitness"]) <= 2 for h in history)
+
+
+def test_oracle_refuses_a_noise_correlation_outside_0_1():
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--pad", "3", "--pad-rho", "1.5"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "--pad-rho" in proc.stderr and "Traceback" not in proc.stderr
