@@ -1,6 +1,6 @@
 """Does V's z know where the ball is? A linear probe from mu to the ball's position.
 
-    python scripts/ball_probe.py RUN_DIR pong|breakout [--rollouts N]
+    python scripts/ball_probe.py RUN_DIR pong|breakout [--rollouts N] [--pcs K ...]
 
 Finds the ball in collected frames (pixels off the per-rollout median inside a region that
 holds the ball but no paddle or brick), encodes those frames with the run's V, fits a ridge
@@ -8,6 +8,10 @@ regression mu -> (row, col) on 70% of them and prints R^2 and the median error i
 rest. The controller is linear in z, so a ball that z does not encode linearly is a ball C
 cannot follow. Measured: Pong's quick V R^2 0.91 (row) / 0.80 (col); Breakout's 0.06 / 0.12, and
 0.72 / 0.65 with vae.motion_weight (same frames).
+
+`--pcs K` also fits the probe on the first K principal components of mu (over the run's encoded
+rollouts), and prints the share of mu's variance they hold: how many of z's dimensions carry
+anything, and whether the ball survives in the few that do.
 """
 from __future__ import annotations
 
@@ -41,11 +45,24 @@ def ball_frames(files: list[Path], region) -> tuple[np.ndarray, np.ndarray]:
     return np.stack(frames), np.array(where)
 
 
+def probe(x: np.ndarray, where: np.ndarray) -> str:
+    """Ridge regression x -> (row, col) on the first 70%, scored on the rest."""
+    n = len(x)
+    train = np.arange(n) < int(n * 0.7)
+    x = np.c_[x, np.ones(n)]
+    w = np.linalg.solve(x[train].T @ x[train] + 1e-2 * np.eye(x.shape[1]), x[train].T @ where[train])
+    pred, true = x[~train] @ w, where[~train]
+    r2 = 1 - ((pred - true) ** 2).sum(0) / ((true - true.mean(0)) ** 2).sum(0)
+    err = np.median(np.abs(pred - true), axis=0)
+    return f"R^2 row {r2[0]:.2f} col {r2[1]:.2f}; median error row {err[0]:.1f} px, col {err[1]:.1f} px"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("run", type=Path)
     ap.add_argument("env", choices=sorted(REGIONS))
     ap.add_argument("--rollouts", type=int, default=140, help="rollouts to take frames from")
+    ap.add_argument("--pcs", type=int, nargs="*", default=[], help="also probe from mu's first K principal components")
     args = ap.parse_args(argv)
     folder = RunFolder(args.run).env_by_slug(args.env)
     env_dir = folder.path
@@ -62,15 +79,19 @@ def main(argv: list[str] | None = None) -> int:
     with torch.no_grad():
         mu = torch.cat([vae.encode(frames_to_tensor(frames[i:i + 512]))[0]
                         for i in range(0, len(frames), 512)]).numpy()
-    n = len(frames)
-    train = np.arange(n) < int(n * 0.7)
-    x = np.c_[mu, np.ones(n)]
-    w = np.linalg.solve(x[train].T @ x[train] + 1e-2 * np.eye(x.shape[1]), x[train].T @ where[train])
-    pred, true = x[~train] @ w, where[~train]
-    r2 = 1 - ((pred - true) ** 2).sum(0) / ((true - true.mean(0)) ** 2).sum(0)
-    err = np.median(np.abs(pred - true), axis=0)
-    print(f"{args.env}: {n} frames with the ball; probe R^2 row {r2[0]:.2f} col {r2[1]:.2f}; "
-          f"median error row {err[0]:.1f} px, col {err[1]:.1f} px")
+    print(f"{args.env}: {len(frames)} frames with the ball; probe {probe(mu, where)}")
+    if args.pcs:
+        encoded = sorted(folder.encoded.glob("round*/*.npz"))
+        if not encoded:
+            print(f"ball_probe: --pcs needs encoded rollouts in {folder.encoded}", file=sys.stderr)
+            return 2
+        data = np.concatenate([np.load(f)["mu"].astype(np.float64) for f in encoded])
+        center = data.mean(0)
+        _, s, vt = np.linalg.svd(data - center, full_matrices=False)
+        share = np.cumsum(s ** 2) / (s ** 2).sum()
+        for k in args.pcs:
+            print(f"  first {k} components ({share[min(k, len(share)) - 1]:.0%} of mu's variance): "
+                  f"probe {probe((mu - center) @ vt[:k].T, where)}")
     return 0
 
 

@@ -56,6 +56,19 @@ def test_probe_runs_on_a_run_folder_and_refuses_an_empty_one(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     match = re.search(r"(\d+) frames with the ball; probe R\^2 row (-?[\d.]+) col (-?[\d.]+)", proc.stdout)
     assert match and int(match.group(1)) == 80, proc.stdout
+    pcs = [sys.executable, str(PROBE), str(tmp_path / "run"), "breakout", "--pcs", "2", "8"]
+    proc = subprocess.run(pcs, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "needs encoded rollouts" in proc.stderr and "Traceback" not in proc.stderr
+    encoded = tmp_path / "run" / "breakout" / "encoded" / "round0"
+    encoded.mkdir(parents=True)
+    mu = np.zeros((50, 8), np.float32)
+    mu[:, 0] = np.linspace(-3, 3, 50)  # one dimension holds 90% of the variance, another 10%
+    mu[:, 1] = np.linspace(-1, 1, 50)
+    save_npz(encoded / "ep_000000.npz", mu=mu)
+    proc = subprocess.run(pcs, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert re.search(r"first 2 components \(100% of mu's variance\): probe R\^2 row", proc.stdout), proc.stdout
+    assert "first 8 components (100%" in proc.stdout
     proc = subprocess.run([sys.executable, str(PROBE), str(tmp_path / "nothing"), "pong"], capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 2 and "no collected data" in proc.stderr and "Traceback" not in proc.stderr
