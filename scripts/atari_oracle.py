@@ -21,7 +21,8 @@ parameters as the pixel controller's (whose z and h carry much that does not mat
 positions stay perfect: whether CMA-ES, not the picture, loses the score at that size.
 `--pad-rho R` makes that noise smooth in time (each step keeps R of the last step's value,
 x = R x + sqrt(1 - R^2) e; 1 = one draw an episode), closer to the dimensions of z and h that
-do not matter, which change slowly. `--diagonal` runs the separable CMA-ES (pycma's CMA_diagonal) whatever the size.
+do not matter, which change slowly. `--diagonal` runs the separable CMA-ES (pycma's
+CMA_diagonal) whatever the size.
 
 If even this controller stays far from the target at the budget, the optimiser, the fitness
 or the controller's form holds the score back, not V's picture of the ball. Measured numbers

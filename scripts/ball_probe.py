@@ -70,6 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     if not files or not folder.vae.exists():
         print(f"ball_probe: {env_dir} has no collected data or no vae.pt", file=sys.stderr)
         return 2
+    encoded = sorted(folder.encoded.glob("round*/*.npz")) if args.pcs else []
+    if args.pcs and not encoded:  # refused before V encodes anything
+        print(f"ball_probe: --pcs needs encoded rollouts in {folder.encoded}", file=sys.stderr)
+        return 2
     files = [files[i] for i in spread(len(files), args.rollouts)]
     frames, where = ball_frames(files, REGIONS[args.env])
     bundle = load_torch(folder.vae)
@@ -81,10 +85,6 @@ def main(argv: list[str] | None = None) -> int:
                         for i in range(0, len(frames), 512)]).numpy()
     print(f"{args.env}: {len(frames)} frames with the ball; probe {probe(mu, where)}")
     if args.pcs:
-        encoded = sorted(folder.encoded.glob("round*/*.npz"))
-        if not encoded:
-            print(f"ball_probe: --pcs needs encoded rollouts in {folder.encoded}", file=sys.stderr)
-            return 2
         data = np.concatenate([np.load(f)["mu"].astype(np.float64) for f in encoded])
         center = data.mean(0)
         _, s, vt = np.linalg.svd(data - center, full_matrices=False)

@@ -12,7 +12,6 @@ ends a run.
 """
 from __future__ import annotations
 
-import logging
 import os
 import uuid
 from typing import Any
@@ -23,8 +22,6 @@ from ..fileio import atomic_write_text
 from ..runfolder import RunFolder
 from ..stages.base import StepReport
 from .scalars import MetricLogger, Scalars, final_scalars, hparams_of, step_scalars
-
-log = logging.getLogger("worldmodels")
 
 MISSING = "--track needs the wandb package: pip install 'worldmodels[wandb]'"
 NO_LOGIN = ("--track: not logged in to Weights & Biases: run `wandb login` (or set WANDB_API_KEY), "
