@@ -329,3 +329,18 @@ def test_a_confirmed_target_ends_training_unless_stop_at_target_is_off(tmp_path,
     assert not picked
     assert entry2["status"] == "solved" and entry2["generations"] == 2 and (1, "mdnrnn") in records2 and picked2
     assert entry2["final_eval"] is not None
+
+
+def test_overall_eta_on_a_resumed_run_counts_only_this_invocations_steps(monkeypatch):
+    """A run resumed at 2M of 5M steps that takes 100k steps a minute has ~29 min to go, not ~0."""
+    from worldmodels.hooks import builtin
+
+    clock = [1000.0]
+    monkeypatch.setattr(builtin.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(builtin.sys.stderr, "isatty", lambda: False, raising=False)
+    lines = []
+    overall = builtin.Overall([5_000_000], lines.append)
+    overall.set(2_000_000)  # the first count a resume sees: what the folder already holds
+    clock[0] += 60
+    overall.set(2_100_000)
+    assert lines == ["curriculum: 2,100,000 of 5,000,000 env steps (42%), about 0.5 h to go"]

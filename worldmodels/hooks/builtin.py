@@ -55,28 +55,33 @@ class LogProgress:
 
 class Overall:
     """The whole curriculum's progress in env steps against the envs' step budgets (each env
-    counts its whole budget once it ends), with an ETA: a tqdm bar on a terminal, else a line a minute."""
+    counts its whole budget once it ends), with an ETA: a tqdm bar on a terminal, else a line a minute.
+    A resumed run starts at the steps it already holds; the ETA's rate counts only the steps this
+    invocation took."""
 
     def __init__(self, budgets: list[int], log, every_s: float = 60.0):
         self.total, self.log, self.every_s = sum(budgets), log, every_s
         self.done_before, self.n = 0, 0
+        self.start: int | None = None  # the count this invocation began at
         self.t0 = self.last = time.monotonic()
         self.bar = None
-        if sys.stderr.isatty():
-            from tqdm import tqdm
-
-            self.bar = tqdm(desc="curriculum", total=self.total, unit="step", unit_scale=True, position=0,
-                            file=sys.stderr, dynamic_ncols=True, mininterval=1.0)
 
     def set(self, n: int) -> None:
         n = min(n, self.total)
-        if self.bar is not None:
+        now = time.monotonic()
+        if self.start is None:
+            self.start, self.t0, self.last = n, now, now
+            if sys.stderr.isatty():
+                from tqdm import tqdm
+
+                self.bar = tqdm(desc="curriculum", total=self.total, initial=n, unit="step", unit_scale=True,
+                                position=0, file=sys.stderr, dynamic_ncols=True, mininterval=1.0)
+        elif self.bar is not None:
             self.bar.update(n - self.n)
         self.n = n
-        now = time.monotonic()
-        if self.bar is None and n and now - self.last >= self.every_s:
+        if self.bar is None and n > self.start and now - self.last >= self.every_s:
             self.last = now
-            eta = (now - self.t0) * (self.total - n) / n
+            eta = (now - self.t0) * (self.total - n) / (n - self.start)
             self.log(f"curriculum: {n:,} of {self.total:,} env steps ({100 * n / self.total:.0f}%), "
                      f"about {eta / 3600:.1f} h to go")
 
