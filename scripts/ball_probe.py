@@ -64,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rollouts", type=int, default=140, help="rollouts to take frames from")
     ap.add_argument("--pcs", type=int, nargs="*", default=[], help="also probe from mu's first K principal components")
     args = ap.parse_args(argv)
+    if any(k < 1 for k in args.pcs):
+        print(f"ball_probe: --pcs takes counts of 1 or more, not {min(args.pcs)}", file=sys.stderr)
+        return 2
     folder = RunFolder(args.run).env_by_slug(args.env)
     env_dir = folder.path
     files = folder.rollout_files()

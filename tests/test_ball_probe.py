@@ -69,6 +69,8 @@ def test_probe_runs_on_a_run_folder_and_refuses_an_empty_one(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert re.search(r"first 2 components \(100% of mu's variance\): probe R\^2 row", proc.stdout), proc.stdout
     assert "first 8 components (100%" in proc.stdout
+    proc = subprocess.run(pcs[:-2] + ["0"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.strip() == "ball_probe: --pcs takes counts of 1 or more, not 0"
     proc = subprocess.run([sys.executable, str(PROBE), str(tmp_path / "nothing"), "pong"], capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 2 and "no collected data" in proc.stderr and "Traceback" not in proc.stderr
