@@ -344,3 +344,18 @@ def test_overall_eta_on_a_resumed_run_counts_only_this_invocations_steps(monkeyp
     clock[0] += 60
     overall.set(2_100_000)
     assert lines == ["curriculum: 2,100,000 of 5,000,000 env steps (42%), about 0.5 h to go"]
+
+
+def test_the_banner_estimate_of_a_resume_counts_only_what_is_left():
+    from worldmodels.console import env_estimate
+    from worldmodels.envs import probe_spec
+
+    cfg = build_config(flags={"max_env_steps": 2_000_000})
+    spec = probe_spec("ALE/Pong-v5")
+    fresh = env_estimate(cfg, spec, 2, False)
+    half = env_estimate(cfg, spec, 2, False, {"env_steps": 1_000_000, "records": [{"round": 0, "stage": "vae"}]})
+    assert fresh is not None and half is not None and 0 < half < fresh / 2  # half the steps, and no V
+    done = {"env_steps": 2_000_000, "final_eval": {"mean": -9.0}, "records": []}
+    assert env_estimate(cfg, spec, 2, False, done) == 0.0
+    extended = build_config(flags={"max_env_steps": 5_000_000})
+    assert env_estimate(extended, spec, 2, False, done) > 0  # a larger budget reopens it

@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .runfolder import RunFolder
+
 if TYPE_CHECKING:
     from .config import TrainConfig
     from .envs import EnvSpec
@@ -59,16 +61,26 @@ def _duration(seconds: float) -> str:
     return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{max(minutes, 1)} min"
 
 
-def env_estimate(cfg: TrainConfig, spec: EnvSpec, cores: int, gpu: bool) -> float | None:
+def env_estimate(cfg: TrainConfig, spec: EnvSpec, cores: int, gpu: bool, manifest: dict | None = None) -> float | None:
     """Seconds one env's stages should take under cfg (its own config), or None without a step
-    budget. A rough figure from the dev machine's rates, not a promise."""
+    budget; with the env folder's manifest (a resume), only what is left: the steps not yet taken,
+    V only if this round's V is not trained, nothing for an env that ended within its budget.
+    A rough figure from the dev machine's rates, not a promise."""
     if cfg.max_env_steps <= 0:
         return None
+    manifest = manifest or {}
+    steps_left = max(0, cfg.max_env_steps - int(manifest.get("env_steps", 0)))
+    solved = manifest.get("status") == "solved" and cfg.eval.stop_at_target
+    if solved or (manifest.get("final_eval") and (not steps_left or manifest.get("early_stopped"))):
+        return 0.0
     kind = "atari" if spec.id.startswith("ALE/") else "held" if cfg.action_repeat > 1 else "other"
     scale = max(1, cores) / DEV_CORES * (GPU_SPEEDUP if gpu else 1.0)
-    frames = max(cfg.collect.rollouts * cfg.collect.max_steps / max(1, spec.action_repeat), cfg.collect.min_frames)
-    v_s = frames * cfg.vae.epochs / (V_RATE * (GPU_SPEEDUP * 8 if gpu else max(1, cores) / DEV_CORES))
-    return v_s + cfg.max_env_steps / (C_RATE[kind] * scale) + EVAL_S / scale
+    v_s = 0.0
+    if "vae" in cfg.stages and not any(r.get("stage") == "vae" for r in manifest.get("records", [])):
+        frames = max(cfg.collect.rollouts * cfg.collect.max_steps / max(1, spec.action_repeat), cfg.collect.min_frames)
+        v_s = frames * cfg.vae.epochs / (V_RATE * (GPU_SPEEDUP * 8 if gpu else max(1, cores) / DEV_CORES))
+    c_s = steps_left / (C_RATE[kind] * scale) if "controller" in cfg.stages else 0.0
+    return v_s + c_s + EVAL_S / scale
 
 
 def banner(run: Run, env_cfgs: list, specs: list, why: str) -> list[str]:
@@ -81,20 +93,23 @@ def banner(run: Run, env_cfgs: list, specs: list, why: str) -> list[str]:
     device = str(run.device) + (f" ({_gpu_name(run.device)})" if gpu else "")
     lines = [f"worldmodels {__version__} | device {device} | {cores} env workers ({cfg.backend}) | "
              f"{why}", f"output: {run.out}", "envs, in order:"]
-    total, known = 0.0, True
+    total, known, resumed = 0.0, True, False
     for i, (ecfg, spec) in enumerate(zip(env_cfgs, specs), 1):
         budget = [f"{ecfg.max_env_steps:,} env steps" if ecfg.max_env_steps else "no step budget"]
         if ecfg.time_budget:
             budget.append(f"{ecfg.time_budget:g} min")
         budget.append(f"at most {ecfg.max_gens:,} generations")
         target = f"target {spec.target:g}" if spec.target is not None else "no target"
-        seconds = env_estimate(ecfg, spec, cores, gpu)
+        manifest = RunFolder(run.out).env(spec.id).read_manifest()
+        resumed = resumed or "env_steps" in manifest
+        seconds = env_estimate(ecfg, spec, cores, gpu, manifest)
         known = known and seconds is not None
         total += seconds or 0.0
-        about = f", about {_duration(seconds)}" if seconds is not None else ""
+        about = "" if seconds is None else ", done" if seconds == 0 else f", about {_duration(seconds)}"
         lines.append(f"  {i}. {spec.id:<18} {target:<11} budget {', '.join(budget)}{about}")
     if known:
-        lines.append(f"estimate: about {_duration(total)} in all (from a 2-core machine's rates; a rough figure)")
+        what = "left" if resumed else "in all"
+        lines.append(f"estimate: about {_duration(total)} {what} (from a 2-core machine's rates; a rough figure)")
     else:
         lines.append("estimate: none (an env has no step budget)")
     return lines
