@@ -7,6 +7,7 @@ import logging
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -64,7 +65,7 @@ class Overall:
         self.done_before, self.n = 0, 0
         self.start: int | None = None  # the count this invocation began at
         self.t0 = self.last = time.monotonic()
-        self.bar = None
+        self.bar: Any = None  # tqdm, made at the first count (its initial)
 
     def set(self, n: int) -> None:
         n = min(n, self.total)
