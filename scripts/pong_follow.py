@@ -1,6 +1,6 @@
 """How far does following the ball go in Pong? Scripted players with the true positions.
 
-    python scripts/pong_follow.py [--policy follow|predict] [--episodes N] [--margin PX] [--json]
+    python scripts/pong_follow.py [--policy follow|predict] [--episodes N] [--margin PX] [--offset PX] [--json]
 
 A reference for the Pong row, not a World Models agent: it reads the ball and its own paddle
 straight from the official ALE/Pong-v5 frame (210x160, sticky actions 0.25, frameskip 4, as the
@@ -8,6 +8,8 @@ final evaluation plays) and moves the paddle toward
 - `follow`: the ball's row;
 - `predict`: the row where the ball will reach the paddle (straight flight with bounces off the
   top and bottom walls, from the last two frames), the ball's row while it is not coming.
+`--offset PX` brings the paddle's centre PX rows below that row (negative: above), so the ball
+meets the paddle off its centre, where Pong returns it at a steeper angle.
 Scores are mean ± std over full games on the final evaluation's seed range (2e9 + i). A scripted
 player with perfect positions tells how much of Pong following the ball is worth; a controller
 that only learned to follow it (the first thing a controller linear in z finds) should score
@@ -55,12 +57,12 @@ def aim(ball: np.ndarray, previous: np.ndarray | None, policy: str) -> float:
     return float(ball[0])
 
 
-def action(frame: np.ndarray, previous: np.ndarray | None, policy: str, margin: float):
+def action(frame: np.ndarray, previous: np.ndarray | None, policy: str, margin: float, offset: float = 0.0):
     """(env action, ball position to remember for the next step)."""
     ball, paddle = positions(frame)
     if ball is None or paddle is None:
         return NOOP, None
-    target = aim(ball, previous, policy)
+    target = aim(ball, previous, policy) + offset
     if paddle > target + margin:
         return UP, ball
     if paddle < target - margin:
@@ -68,7 +70,7 @@ def action(frame: np.ndarray, previous: np.ndarray | None, policy: str, margin: 
     return NOOP, ball
 
 
-def play(seed: int, policy: str, margin: float, max_steps: int | None = None) -> tuple[float, int]:
+def play(seed: int, policy: str, margin: float, max_steps: int | None = None, offset: float = 0.0) -> tuple[float, int]:
     import gymnasium as gym
 
     from worldmodels.envs import register_all
@@ -78,7 +80,7 @@ def play(seed: int, policy: str, margin: float, max_steps: int | None = None) ->
         frame, _ = env.reset(seed=seed)
         total, steps, previous = 0.0, 0, None
         while max_steps is None or steps < max_steps:
-            act, previous = action(frame, previous, policy, margin)
+            act, previous = action(frame, previous, policy, margin, offset)
             frame, reward, terminated, truncated, _ = env.step(act)
             total += float(reward)
             steps += 1
@@ -94,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--policy", choices=("follow", "predict"), default="follow")
     ap.add_argument("--episodes", type=int, default=20)
     ap.add_argument("--margin", type=float, default=2.0, help="dead zone in frame rows (default 2)")
+    ap.add_argument("--offset", type=float, default=0.0, help="aim the paddle's centre PX rows below the ball (default 0)")
     ap.add_argument("--seed", type=int, default=FINAL_SEED_START, help="first seed (default the final evaluation's)")
     ap.add_argument("--max-steps", type=int, default=None, help="cut each game after N steps")
     ap.add_argument("--json", action="store_true", help="print one JSON object as the last line")
@@ -103,17 +106,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     scores, lengths = [], []
     for i in range(args.episodes):
-        score, steps = play(args.seed + i, args.policy, args.margin, args.max_steps)
+        score, steps = play(args.seed + i, args.policy, args.margin, args.max_steps, args.offset)
         scores.append(score)
         lengths.append(steps)
         print(f"game {i + 1}/{args.episodes}: {score:+.0f} in {steps} steps", file=sys.stderr, flush=True)
-    result = {"policy": args.policy, "margin": args.margin, "episodes": args.episodes,
+    result = {"policy": args.policy, "margin": args.margin, "offset": args.offset, "episodes": args.episodes,
               "mean": float(np.mean(scores)), "std": float(np.std(scores)), "scores": scores,
               "mean_steps": float(np.mean(lengths))}
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"{args.policy} (margin {args.margin:g}): {result['mean']:.2f} ± {result['std']:.2f} "
+        print(f"{args.policy} (margin {args.margin:g}, offset {args.offset:g}): {result['mean']:.2f} ± {result['std']:.2f} "
               f"over {args.episodes} games, {result['mean_steps']:.0f} steps a game")
     return 0
 

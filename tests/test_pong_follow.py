@@ -25,6 +25,8 @@ def test_positions_on_a_synthetic_frame():
     ball, paddle = pf.positions(frame)
     assert np.allclose(ball, [51.5, 80.5]) and paddle == 107.5
     assert pf.action(frame, None, "follow", 2.0)[0] == pf.UP      # the ball is above the paddle
+    assert pf.action(frame, None, "follow", 2.0, offset=56.0)[0] == pf.NOOP  # aimed 56 rows below: there
+    assert pf.action(frame, None, "follow", 2.0, offset=70.0)[0] == pf.DOWN
     frame[pf.TOP:pf.BOTTOM, 80:82] = 0
     assert pf.positions(frame)[0] is None and pf.action(frame, None, "follow", 2.0) == (pf.NOOP, None)
 
