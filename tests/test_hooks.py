@@ -332,7 +332,8 @@ def test_a_confirmed_target_ends_training_unless_stop_at_target_is_off(tmp_path,
 
 
 def test_overall_eta_on_a_resumed_run_counts_only_this_invocations_steps(monkeypatch):
-    """A run resumed at 2M of 5M steps that takes 100k steps a minute has ~29 min to go, not ~0."""
+    """A run resumed at 2M of 5M steps that takes 100k steps a minute has ~29 min to go, not ~0;
+    steps it did not take (an env's held steps, a budget an env left unused) do not raise the rate."""
     from worldmodels.hooks import builtin
 
     clock = [1000.0]
@@ -340,10 +341,14 @@ def test_overall_eta_on_a_resumed_run_counts_only_this_invocations_steps(monkeyp
     monkeypatch.setattr(builtin.sys.stderr, "isatty", lambda: False, raising=False)
     lines = []
     overall = builtin.Overall([5_000_000], lines.append)
-    overall.set(2_000_000)  # the first count a resume sees: what the folder already holds
+    overall.jump(2_000_000)  # a stage starts on a resumed env: what the folder already holds
     clock[0] += 60
     overall.set(2_100_000)
     assert lines == ["curriculum: 2,100,000 of 5,000,000 env steps (42%), about 0.5 h to go"]
+    overall.jump(3_000_000)  # the env ended short of its budget; the next one starts
+    clock[0] += 60
+    overall.set(3_100_000)  # 200k steps taken in 2 minutes, 1.9M to go: 19 minutes
+    assert lines[-1] == "curriculum: 3,100,000 of 5,000,000 env steps (62%), about 0.3 h to go"
 
 
 def test_the_banner_estimate_of_a_resume_counts_only_what_is_left():

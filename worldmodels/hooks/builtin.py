@@ -57,32 +57,44 @@ class LogProgress:
 class Overall:
     """The whole curriculum's progress in env steps against the envs' step budgets (each env
     counts its whole budget once it ends), with an ETA: a tqdm bar on a terminal, else a line a minute.
-    A resumed run starts at the steps it already holds; the ETA's rate counts only the steps this
-    invocation took."""
+    set() moves the count by steps this invocation took; jump() by steps it did not take (what a
+    resumed env already holds, the rest of a budget an env did not use): the ETA's rate counts
+    only the former."""
 
     def __init__(self, budgets: list[int], log, every_s: float = 60.0):
         self.total, self.log, self.every_s = sum(budgets), log, every_s
-        self.done_before, self.n = 0, 0
-        self.start: int | None = None  # the count this invocation began at
+        self.done_before = 0
+        self.n: int | None = None  # the count so far (None: nothing seen yet)
+        self.work = 0  # steps this invocation took
         self.t0 = self.last = time.monotonic()
         self.bar: Any = None  # tqdm, made at the first count (its initial)
 
+    def jump(self, n: int) -> None:
+        self._move(n, work=False)
+
     def set(self, n: int) -> None:
+        self._move(n, work=True)
+
+    def _move(self, n: int, work: bool) -> None:
         n = min(n, self.total)
         now = time.monotonic()
-        if self.start is None:
-            self.start, self.t0, self.last = n, now, now
+        if self.n is None:  # the first count: what this invocation starts from
+            self.n, self.t0, self.last = n, now, now
             if sys.stderr.isatty():
                 from tqdm import tqdm
 
                 self.bar = tqdm(desc="curriculum", total=self.total, initial=n, unit="step", unit_scale=True,
                                 position=0, file=sys.stderr, dynamic_ncols=True, mininterval=1.0)
-        elif self.bar is not None:
-            self.bar.update(n - self.n)
-        self.n = n
-        if self.bar is None and n > self.start and now - self.last >= self.every_s:
+            return
+        if n > self.n:
+            if work:
+                self.work += n - self.n
+            if self.bar is not None:
+                self.bar.update(n - self.n)
+            self.n = n
+        if self.bar is None and work and self.work and now - self.last >= self.every_s:
             self.last = now
-            eta = (now - self.t0) * (self.total - n) / (n - self.start)
+            eta = (now - self.t0) * (self.total - n) / self.work
             self.log(f"curriculum: {n:,} of {self.total:,} env steps ({100 * n / self.total:.0f}%), "
                      f"about {eta / 3600:.1f} h to go")
 
@@ -108,9 +120,9 @@ class ProgressBar(Hook):
             self.overall = Overall(list(self.budgets.values()), run.log)
 
     def on_env_end(self, ctx: HookContext) -> None:
-        if self.overall is not None:
+        if self.overall is not None:  # the budget an env did not use was not worked through
             self.overall.done_before += self.budgets.get(ctx.spec.slug, 0)
-            self.overall.set(self.overall.done_before)
+            self.overall.jump(self.overall.done_before)
 
     def on_run_end(self, run: RunContext) -> None:
         if self.overall is not None:
@@ -121,6 +133,8 @@ class ProgressBar(Hook):
         # runs last: the bar exists once the stage body starts
         from tqdm import tqdm
 
+        if self.overall is not None:  # what a resumed env already holds was not taken now
+            self.overall.jump(self.overall.done_before + min(ctx.env_steps, self.budgets.get(ctx.spec.slug, 0)))
         desc = f"{ctx.spec.slug} {stage}"
         if sys.stderr.isatty():
             self.bar = tqdm(desc=desc, file=sys.stderr, leave=False, dynamic_ncols=True, mininterval=1.0,
