@@ -119,6 +119,11 @@ class ProgressBar(Hook):
         if all(self.budgets.values()):  # an env without a step budget: no whole-run figure
             self.overall = Overall(list(self.budgets.values()), run.log)
 
+    def _count(self, ctx: HookContext) -> int:
+        """The curriculum's count: the envs before this one at their budgets, this one's steps."""
+        assert self.overall is not None
+        return self.overall.done_before + min(ctx.env_steps, self.budgets.get(ctx.spec.slug, 0))
+
     def on_env_end(self, ctx: HookContext) -> None:
         if self.overall is not None:  # the budget an env did not use was not worked through
             self.overall.done_before += self.budgets.get(ctx.spec.slug, 0)
@@ -134,7 +139,7 @@ class ProgressBar(Hook):
         from tqdm import tqdm
 
         if self.overall is not None:  # what a resumed env already holds was not taken now
-            self.overall.jump(self.overall.done_before + min(ctx.env_steps, self.budgets.get(ctx.spec.slug, 0)))
+            self.overall.jump(self._count(ctx))
         desc = f"{ctx.spec.slug} {stage}"
         if sys.stderr.isatty():
             self.bar = tqdm(desc=desc, file=sys.stderr, leave=False, dynamic_ncols=True, mininterval=1.0,
@@ -146,7 +151,7 @@ class ProgressBar(Hook):
 
     def on_step_end(self, ctx: HookContext, stage: str, report: StepReport) -> None:
         if self.overall is not None:
-            self.overall.set(self.overall.done_before + min(ctx.env_steps, self.budgets.get(ctx.spec.slug, 0)))
+            self.overall.set(self._count(ctx))
         m = report.metrics
         if produces_generations(stage):
             line = (f"{ctx.spec.slug} gen {m['gen']:4d} {m.get('mode', 'real'):5s}  best {m['best_fitness']:9.2f}"
