@@ -98,6 +98,10 @@ def test_rerun_of_a_finished_run_trains_nothing_and_larger_max_gens_extends(smok
     assert before["final_eval"] is not None and before["stop_reason"] is not None
     assert {k: after[k] for k in ("final_eval", "stop_reason", "status")} == \
         {k: before[k] for k in ("final_eval", "stop_reason", "status")}
+    # a larger step budget alone: max_gens still ends it, and both the banner and the log say so
+    more = cli("wm-train", "--config", "smoke", "--envs", "pong", "--max-env-steps", "900000", "--out", out, check=0)
+    assert "nothing left to train" in more.stderr and " gen " not in more.stderr
+    assert "max_gens (2) already reached; a larger --max-gens trains on" in more.stderr
     changed = cli("wm-train", "--config", "smoke", "--set", "vae.z_dim=4", "--out", out)
     assert changed.returncode == 2 and "vae.z_dim" in changed.stderr
     extended = cli("wm-train", "--config", "smoke", "--envs", "pong", "--max-gens", "3", "--out", out, check=0)

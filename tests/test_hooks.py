@@ -364,3 +364,5 @@ def test_the_banner_estimate_of_a_resume_counts_only_what_is_left():
     assert env_estimate(cfg, spec, 2, False, done) == 0.0
     extended = build_config(flags={"max_env_steps": 5_000_000})
     assert env_estimate(extended, spec, 2, False, done) > 0  # a larger budget reopens it
+    assert env_estimate(extended, spec, 2, False, done, gens=cfg.max_gens) == 0.0  # unless max_gens ended it
+    assert env_estimate(extended, spec, 2, False, done, gens=cfg.max_gens - 1) > 0

@@ -61,15 +61,18 @@ def _duration(seconds: float) -> str:
     return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{max(minutes, 1)} min"
 
 
-def env_estimate(cfg: TrainConfig, spec: EnvSpec, cores: int, gpu: bool, manifest: dict | None = None) -> float | None:
+def env_estimate(cfg: TrainConfig, spec: EnvSpec, cores: int, gpu: bool, manifest: dict | None = None,
+                 gens: int = 0) -> float | None:
     """Seconds one env's stages should take under cfg (its own config), or None without a step
-    budget; with the env folder's manifest (a resume), only what is left: the steps not yet taken,
-    V only if this round's V is not trained, nothing for an env that ended within its budget.
+    budget; with the env folder's manifest and the generations trained (a resume), only what is
+    left: the steps not yet taken, V only if this round's V is not trained, no controller past
+    max_gens, nothing for an env that ended within its budget.
     A rough figure from the dev machine's rates, not a promise."""
     if cfg.max_env_steps <= 0:
         return None
     manifest = manifest or {}
-    steps_left = max(0, cfg.max_env_steps - int(manifest.get("env_steps", 0)))
+    capped = gens >= cfg.max_gens  # max_gens ends training before the steps do
+    steps_left = 0 if capped else max(0, cfg.max_env_steps - int(manifest.get("env_steps", 0)))
     solved = manifest.get("status") == "solved" and cfg.eval.stop_at_target
     if solved or (manifest.get("final_eval") and (not steps_left or manifest.get("early_stopped"))):
         return 0.0
@@ -100,14 +103,17 @@ def banner(run: Run, env_cfgs: list, specs: list, why: str) -> list[str]:
             budget.append(f"{ecfg.time_budget:g} min")
         budget.append(f"at most {ecfg.max_gens:,} generations")
         target = f"target {spec.target:g}" if spec.target is not None else "no target"
-        manifest = RunFolder(run.out).env(spec.id).read_manifest()
+        folder = RunFolder(run.out).env(spec.id)
+        manifest = folder.read_manifest()
         resumed = resumed or "env_steps" in manifest
-        seconds = env_estimate(ecfg, spec, cores, gpu, manifest)
+        seconds = env_estimate(ecfg, spec, cores, gpu, manifest, folder.generations())
         known = known and seconds is not None
         total += seconds or 0.0
         about = "" if seconds is None else ", done" if seconds == 0 else f", about {_duration(seconds)}"
         lines.append(f"  {i}. {spec.id:<18} {target:<11} budget {', '.join(budget)}{about}")
-    if known:
+    if known and total == 0:
+        lines.append("estimate: nothing left to train")
+    elif known:
         what = "left" if resumed else "in all"
         lines.append(f"estimate: about {_duration(total)} {what} (from a 2-core machine's rates; a rough figure)")
     else:
