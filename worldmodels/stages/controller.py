@@ -144,9 +144,10 @@ def run(ctx: StageContext) -> Iterator[StepReport]:
     pop, reps = cfg.controller.pop_size, cfg.controller.rollouts
     lanes = min(cfg.controller.slots, pop * reps)
     ctx.progress(last_gen, gen)
+    capped = f"reached max_gens ({cfg.max_gens} generations)"  # why training ends at the cap
     if gen >= cfg.max_gens > 0 and state is not None and not ctx.should_stop:  # a resume past the cap
         ctx.log(f"controller: max_gens ({cfg.max_gens}) already reached; a larger --max-gens trains on")
-        ctx.stop(f"reached max_gens ({cfg.max_gens} generations)")
+        ctx.stop(capped)
     if gen >= last_gen or ctx.should_stop:
         return
     starts: tuple[torch.Tensor, bool] | None = None  # dream_starts(), read at the first dream generation
@@ -207,4 +208,4 @@ def run(ctx: StageContext) -> Iterator[StepReport]:
             if ctx.interrupted():
                 return
     if gen >= cfg.max_gens:
-        ctx.stop(f"reached max_gens ({cfg.max_gens} generations)")
+        ctx.stop(capped)
