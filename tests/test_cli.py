@@ -170,6 +170,26 @@ def test_a_resume_keeps_the_recipe_its_run_yaml_records(cli, tmp_path):
     assert not proc.stdout.startswith("# recipe: gpu")  # --restart starts from the machine's recipe
 
 
+def test_a_resume_with_only_out_keeps_what_run_yaml_records_but_the_machine(cli, tmp_path):
+    import yaml
+
+    from worldmodels.config import build_config
+    from worldmodels.curriculum import Run
+
+    out = tmp_path / "run"
+    cfg = build_config([], ["controller.pop_size=6"], {"envs": ["pong"], "seed": 3, "max_gens": 7,
+                                                       "device": "cpu", "workers": 5, "live": True})
+    Run(cfg, out, ["wm-train"], recipe={"name": "laptop", "configs": []}).close()  # writes run.yaml
+    resumed = yaml.safe_load(cli("wm-train", "--out", out, "--print-config").stdout)
+    assert (resumed["envs"], resumed["seed"], resumed["max_gens"]) == (["pong"], 3, 7)  # not all, 0, the recipe's
+    assert resumed["controller"]["pop_size"] == 6
+    assert (resumed["device"], resumed["workers"], resumed["live"]) == ("auto", 0, False)  # this machine's
+    extended = yaml.safe_load(cli("wm-train", "--out", out, "--max-gens", "9", "--print-config").stdout)
+    assert (extended["envs"], extended["max_gens"]) == (["pong"], 9)  # a flag still wins
+    fresh = yaml.safe_load(cli("wm-train", "--out", out, "--restart", "--print-config").stdout)
+    assert fresh["envs"] != ["pong"] and fresh["seed"] == 0
+
+
 def test_help_groups_the_options_and_lists_the_bundled_configs(cli):
     out = cli("wm-train", "--help").stdout
     for group in ("what to train:", "budget:", "hardware:", "output:", "viewing:", "examples:"):

@@ -175,23 +175,31 @@ def train_parser() -> argparse.ArgumentParser:
     return p
 
 
-def choose_recipe(args: argparse.Namespace) -> tuple[dict, str]:
-    """The configs a run starts from, and the banner's line on why: --config as given; else the
-    recipe recorded in --out's run.yaml (a resume keeps its recipe on any machine); else the
-    machine's: gpu where --device resolves to a CUDA device, laptop otherwise."""
-    from .config import RECIPES
+def choose_recipe(args: argparse.Namespace) -> tuple[dict | None, str, dict | None]:
+    """The configs a run starts from, the banner's line on why, and the config to resume from:
+    --config as given; else the recipe and config recorded in --out's run.yaml (a resume keeps
+    its recipe on any machine, and every setting the command does not give, --envs and the
+    budget included); else the machine's: gpu where --device resolves to a CUDA device, laptop
+    otherwise."""
+    from .config import MACHINE_KEYS, RECIPES
     from .runfolder import RunFolder
 
     if args.config:
         return {"name": ",".join(args.config), "configs": list(args.config)}, \
-            f"recipe: --config {' '.join(args.config)}"
+            f"recipe: --config {' '.join(args.config)}", None
     if not args.restart:
+        folder = RunFolder(Path(args.out))
         try:
-            recorded = RunFolder(Path(args.out)).read_recipe()
-        except (UserError, OSError):  # an unreadable run.yaml or --out: the trainer says what to do
-            recorded = None
+            recorded = folder.read_recipe()
+            config = folder.read_config() if folder.run_yaml.exists() else None
+        except (UserError, OSError, KeyError, TypeError):  # an unreadable run.yaml: the trainer says what to do
+            recorded, config = None, None
+        if config is not None:
+            config = {k: v for k, v in config.items() if k not in MACHINE_KEYS} if isinstance(config, dict) else None
         if recorded is not None:
-            return recorded, f"recipe: {recorded['name']} (recorded in {Path(args.out) / 'run.yaml'})"
+            return recorded, f"recipe: {recorded['name']} (recorded in {folder.run_yaml})", config
+        if config is not None:  # a run from before recipes were recorded
+            return None, f"recipe: the settings recorded in {folder.run_yaml}", config
     from .agent import resolve_device
 
     device = resolve_device(args.device or "auto")
@@ -202,7 +210,7 @@ def choose_recipe(args: argparse.Namespace) -> tuple[dict, str]:
     else:
         name, why = "laptop", "no GPU found" if (args.device or "auto") == "auto" else f"--device {args.device}"
     other = "laptop" if name == "gpu" else "gpu"
-    return {"name": name, "configs": list(RECIPES[name])}, f"recipe: {name} ({why}); --config {other} to choose"
+    return {"name": name, "configs": list(RECIPES[name])}, f"recipe: {name} ({why}); --config {other} to choose", None
 
 
 def train_main(argv: list[str] | None = None) -> int:
@@ -221,8 +229,8 @@ def train_main(argv: list[str] | None = None) -> int:
             "stages": args.stages.split(",") if args.stages else None, "live": args.live,
             "tensorboard": args.tensorboard, "track": args.track,
         }.items() if v is not None}
-        recipe, why = choose_recipe(args)
-        cfg = build_config(recipe["configs"], args.set, flags)
+        recipe, why, recorded = choose_recipe(args)
+        cfg = build_config(recipe["configs"] if recorded is None and recipe else [], args.set, flags, base=recorded)
         if args.print_config:
             import yaml
 

@@ -290,6 +290,10 @@ RESUMABLE_KEYS = {
     "eval.video_steps",
 }
 
+# Where a run runs, not what it trains: a resume takes them from the command and the defaults,
+# not from run.yaml (a run started with --live or 16 workers may resume headless on 2 cores).
+MACHINE_KEYS = ("device", "workers", "backend", "ray_address", "live")
+
 
 def bundled_configs() -> list[str]:
     """The bundled config names, aliases included."""
@@ -481,12 +485,17 @@ def parse_set(item: str) -> dict:
 
 
 def build_config(config_names: list[str] | None = None, sets: list[str] | None = None,
-                 flags: dict | None = None) -> TrainConfig:
+                 flags: dict | None = None, base: dict | None = None) -> TrainConfig:
     """Defaults <- config files in order <- --set items <- explicit command-line flags.
 
-    env_overrides: a key that a later file, a --set or a flag sets for every env wins over a
-    config file's override of it; overrides given with --set win over everything."""
+    base (a resume: the config a run.yaml recorded) takes the place of the defaults, so what the
+    command does not say stays as the run had it. env_overrides: a key that a later file, a
+    --set or a flag sets for every env wins over a config file's override of it; overrides given
+    with --set win over everything."""
     cfg = TrainConfig()
+    if base is not None:
+        cfg.env_overrides = {}  # the recorded overrides, not the defaults' merged with them
+        apply_overrides(cfg, base)
     from_files: dict = copy.deepcopy(cfg.env_overrides)  # the defaults' per-env settings: a file's
     for name in config_names or []:
         layer = load_yaml(name)
