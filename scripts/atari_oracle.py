@@ -1,6 +1,7 @@
 """The oracle diagnostic: CMA-ES on the true object positions, read from the Atari RAM.
 
     python scripts/atari_oracle.py --env pong [--hidden 16] [--velocity] [--prev-actions K] [--pad N [--pad-rho R]] [--diagonal]
+        [--probe-v RUN [--probe-frames 20000]]
         [--max-env-steps 5000000] [--pop 16] [--rollouts 4] [--max-steps 500] [--max-points K] [--max-lives K] [--workers 2]
         [--seed 0] [--final-episodes 100] [--json] [--out FILE]
 
@@ -24,6 +25,14 @@ x = R x + sqrt(1 - R^2) e; 1 = one draw an episode), closer to the dimensions of
 do not matter, which change slowly. `--diagonal` runs the separable CMA-ES (pycma's
 CMA_diagonal) whatever the size.
 
+`--probe-v RUN` reads the positions from RUN's V instead of RAM: the frame goes through the
+agent's preprocessing and V's encoder, and a ridge regression from mu to the RAM positions
+(fitted on `--probe-frames` frames of play that follows the ball with 30% random actions, R^2
+and median error on held-out frames recorded in the result) gives the positions C sees. A C
+linear in these is linear in z, so it is one the pixel controller (linear in z) can represent:
+if the search finds a player here and not on z, the search over z is what fails; if not, V's
+picture of the ball is.
+
 If even this controller stays far from the target at the budget, the optimiser, the fitness
 or the controller's form holds the score back, not V's picture of the ball. Measured numbers
 are in docs/experiments.md (Atari: the oracle diagnostic).
@@ -35,6 +44,7 @@ import json
 import multiprocessing as mp
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -48,9 +58,15 @@ BALLS = ("ball_x", "ball_y")
 CURVE_SEED_START = 1_500_000_000
 
 
-def features(env: str, ram: np.ndarray, prev: np.ndarray | None, velocity: bool) -> np.ndarray:
-    """RAM -> positions scaled to about [-1, 1] (and the ball's motion since the last step)."""
-    pos = np.array([ram[a] for a in RAM[env].values()], np.float32)
+def ram_positions(env: str, ram: np.ndarray) -> np.ndarray:
+    return np.array([ram[a] for a in RAM[env].values()], np.float32)
+
+
+def features(env: str, ram: np.ndarray, prev: np.ndarray | None, velocity: bool,
+             pos: np.ndarray | None = None) -> np.ndarray:
+    """RAM (or positions read elsewhere) -> positions scaled to about [-1, 1] (and the ball's
+    motion since the last step)."""
+    pos = ram_positions(env, ram) if pos is None else pos
     x = [(pos - 100.0) / 60.0]
     if velocity:
         n = len(BALLS)
@@ -79,17 +95,102 @@ class Policy:
         return int(np.argmax(x))
 
 
+class VProbe:
+    """The positions as a linear readout of V's z: frame -> the agent's 64x64 picture -> V's mu
+    -> W [mu, 1] (ridge regression on the RAM positions). A C linear in these is linear in z."""
+
+    def __init__(self, env_key: str, run: str, w: np.ndarray | None = None):
+        import torch
+
+        from worldmodels.checkpoint import load_torch
+        from worldmodels.envs import probe_spec
+        from worldmodels.models.vae import ConvVAE
+        from worldmodels.runfolder import RunFolder
+
+        torch.set_num_threads(1)
+        path = RunFolder(Path(run)).env_by_slug(env_key).vae
+        bundle = load_torch(path)
+        self.vae = ConvVAE(bundle["z_dim"])
+        self.vae.load_state_dict(bundle["state_dict"])
+        self.vae.eval()
+        self.spec = probe_spec(ENVS[env_key])
+        self.w = w
+
+    def mu(self, frames: np.ndarray) -> np.ndarray:
+        import torch
+
+        from worldmodels.envs import preprocess
+        from worldmodels.models.vae import frames_to_tensor
+        small = np.stack([preprocess(f, self.spec) for f in frames])
+        with torch.inference_mode():
+            return self.vae.encode(frames_to_tensor(small))[0].numpy().astype(np.float64)
+
+    def positions(self, frame: np.ndarray) -> np.ndarray:
+        assert self.w is not None
+        return (np.r_[self.mu(frame[None])[0], 1.0] @ self.w).astype(np.float32)
+
+
+def fit_probe(env_key: str, run: str, frames: int, seed: int) -> tuple[np.ndarray, dict]:
+    """W for VProbe, fitted on `frames` frames of play that follows the ball from RAM with 30%
+    random actions (rallies and broken bricks, as a controller that plays would see), only where
+    a ball is in play; R^2 and the median error (RAM pixels) on the last 30%, held out."""
+    import gymnasium as gym
+
+    from worldmodels.agent import TRAIN_SEED_END
+    from worldmodels.envs import quiet_native_stderr, register_all
+    register_all()
+    with quiet_native_stderr():
+        env = gym.make(ENVS[env_key], obs_type="rgb")
+    rng = np.random.default_rng([seed, 77])
+    n_act = int(env.action_space.n)
+    pics, pos = [], []
+    obs, _ = env.reset(seed=int(rng.integers(TRAIN_SEED_END)))
+    ball, own = RAM[env_key][BALLS[0]], list(RAM[env_key].values())[-1 if env_key == "breakout" else 2]
+    while len(pics) < frames:
+        ram = env.unwrapped.ale.getRAM()
+        if ram[RAM[env_key][BALLS[1]]] != 0:
+            pics.append(obs)
+            pos.append(ram_positions(env_key, ram))
+        if rng.random() < 0.3:
+            a = int(rng.integers(n_act))
+        elif env_key == "breakout":  # FIRE 1, RIGHT 2, LEFT 3: the scripted follower's rule
+            d = float(ram[ball]) - float(ram[own]) - 8.0
+            a = 1 if ram[RAM[env_key][BALLS[1]]] == 0 else 2 if d > 2 else 3 if d < -2 else 0
+        else:  # Pong: UP 2 / DOWN 3 toward the ball's row
+            d = float(ram[RAM[env_key]["ball_y"]]) - float(ram[own]) - 8.0
+            a = 3 if d > 2 else 2 if d < -2 else 0
+        obs, _, terminated, truncated, _ = env.step(a)
+        if terminated or truncated:
+            obs, _ = env.reset(seed=int(rng.integers(TRAIN_SEED_END)))
+    env.close()
+    probe = VProbe(env_key, run)
+    mu = np.concatenate([probe.mu(np.stack(pics[i:i + 512])) for i in range(0, len(pics), 512)])
+    y = np.stack(pos).astype(np.float64)
+    x = np.c_[mu, np.ones(len(mu))]
+    train = np.arange(len(x)) < int(len(x) * 0.7)
+    w = np.linalg.solve(x[train].T @ x[train] + 1e-2 * np.eye(x.shape[1]), x[train].T @ y[train])
+    pred, true = x[~train] @ w, y[~train]
+    r2 = 1 - ((pred - true) ** 2).sum(0) / ((true - true.mean(0)) ** 2).sum(0)
+    err = np.median(np.abs(pred - true), axis=0)
+    names = list(RAM[env_key])
+    stats = {"frames": len(x), "r2": dict(zip(names, np.round(r2, 3).tolist())),
+             "median_error_px": dict(zip(names, np.round(err, 2).tolist()))}
+    w = np.linalg.solve(x.T @ x + 1e-2 * np.eye(x.shape[1]), x.T @ y)  # refit on all for the search
+    return w, stats
+
+
 _worker: dict = {}
 
 
-def _init(env_key: str, velocity: bool, prev_actions: int, hidden: int, pad: int = 0, pad_rho: float = 0.0) -> None:
+def _init(env_key: str, velocity: bool, prev_actions: int, hidden: int, pad: int = 0, pad_rho: float = 0.0,
+          probe: tuple[str, np.ndarray] | None = None) -> None:
     import gymnasium as gym
 
     from worldmodels.envs import FireOnLifeLoss, quiet_native_stderr, register_all
     from worldmodels.envs.ale_reset import fast_seeded_reset
     register_all()
     with quiet_native_stderr():
-        env = gym.make(ENVS[env_key], obs_type="ram")
+        env = gym.make(ENVS[env_key], obs_type="rgb" if probe else "ram")
     fast_seeded_reset(env.unwrapped)  # the official reset's states, without a ROM reload each
     meanings = env.unwrapped.get_action_meanings()
     if "FIRE" in meanings:
@@ -97,7 +198,7 @@ def _init(env_key: str, velocity: bool, prev_actions: int, hidden: int, pad: int
     n_act = int(env.action_space.n)
     in_dim = len(RAM[env_key]) + (len(BALLS) if velocity else 0) + prev_actions * n_act + pad
     _worker.update(env=env, key=env_key, velocity=velocity, k=prev_actions, n_act=n_act, pad=pad, pad_rho=pad_rho,
-                   policy=Policy(in_dim, n_act, hidden))
+                   policy=Policy(in_dim, n_act, hidden), probe=VProbe(env_key, *probe) if probe else None)
 
 
 def _episode(job: tuple[np.ndarray, int, int, int, int]) -> tuple[float, int]:
@@ -112,7 +213,8 @@ def _episode(job: tuple[np.ndarray, int, int, int, int]) -> tuple[float, int]:
     drift = noise.standard_normal(pad).astype(np.float32) if pad and rho else None
     total, steps, points = 0.0, 0, 0
     while max_steps <= 0 or steps < max_steps:
-        x, prev = features(key, ram, prev, _worker["velocity"])
+        probe = _worker.get("probe")
+        x, prev = features(key, ram, prev, _worker["velocity"], probe.positions(ram) if probe else None)
         if k:
             x = np.concatenate([x, last.ravel()])
         if drift is not None:  # smooth noise: an AR(1) process with unit variance
@@ -164,6 +266,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pad-rho", type=float, default=0.0,
                    help="the noise's correlation from one step to the next (0: fresh, 1: one draw an episode)")
     p.add_argument("--diagonal", action="store_true", help="separable CMA-ES (CMA_diagonal) at any size")
+    p.add_argument("--probe-v", metavar="RUN", default="",
+                   help="read the positions from RUN's V (a linear probe of mu) instead of RAM")
+    p.add_argument("--probe-frames", type=int, default=20000, help="frames the probe is fitted on")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eval-every", type=int, default=25, help="generations between 8-game curve points (0: off)")
@@ -176,11 +281,22 @@ def main(argv: list[str] | None = None) -> int:
             or not 0.0 <= args.pad_rho <= 1.0:
         print("atari_oracle: --pop, --rollouts, --workers and --max-env-steps must be >= 1, --pad-rho in [0, 1]", file=sys.stderr)
         return 2
+    probe, probe_stats = None, None
+    if args.probe_v:
+        from worldmodels.runfolder import RunFolder
+        if args.probe_frames < 100 or not RunFolder(Path(args.probe_v)).env_by_slug(args.env).vae.exists():
+            print(f"atari_oracle: --probe-v {args.probe_v} holds no {args.env} vae.pt, or --probe-frames < 100",
+                  file=sys.stderr)
+            return 2
+        w, probe_stats = fit_probe(args.env, args.probe_v, args.probe_frames, args.seed)
+        probe = (args.probe_v, w)
+        print(f"probe of V's mu on {probe_stats['frames']} frames: R^2 {probe_stats['r2']}, median error "
+              f"{probe_stats['median_error_px']} px", file=sys.stderr, flush=True)
 
-    pool = mp.get_context("spawn").Pool(args.workers, _init,
-                                        (args.env, args.velocity, args.prev_actions, args.hidden, args.pad, args.pad_rho))
+    init = (args.env, args.velocity, args.prev_actions, args.hidden, args.pad, args.pad_rho, probe)
+    pool = mp.get_context("spawn").Pool(args.workers, _init, init)
     try:
-        _init(args.env, args.velocity, args.prev_actions, args.hidden, args.pad, args.pad_rho)  # the policy's layout, here
+        _init(*init)  # the policy's layout, here
         n = _worker["policy"].n_params
         es = cma.CMAEvolutionStrategy(np.zeros(n), args.sigma0, {
             "popsize": args.pop, "randn": np.random.RandomState(args.seed).randn, "seed": np.nan,
@@ -211,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
         pool.terminate()
     result = {"env": ENVS[args.env], "hidden": args.hidden, "velocity": args.velocity,
               "prev_actions": args.prev_actions, "pop": args.pop, "rollouts": args.rollouts,
-              "max_steps": args.max_steps, "max_points": args.max_points, "max_lives": args.max_lives, "sigma0": args.sigma0, "pad": args.pad, "pad_rho": args.pad_rho, "diagonal": args.diagonal, "seed": args.seed, "n_params": n, "generations": gen,
+              "max_steps": args.max_steps, "max_points": args.max_points, "max_lives": args.max_lives, "sigma0": args.sigma0, "pad": args.pad, "pad_rho": args.pad_rho, "diagonal": args.diagonal, "probe_v": args.probe_v, "probe": probe_stats, "seed": args.seed, "n_params": n, "generations": gen,
               "env_steps": steps, "train_s": round(train_s, 1), "final_mean": float(games.mean()),
               "final_std": float(games.std()), "final_episodes": len(games), "final_eval_steps": eval_steps,
               "curve": curve, "history": history}
