@@ -40,3 +40,36 @@ def test_normalized_controller_stage_saves_stats_and_folded_best(tmp_path):
     params = bundle["controller"]["params"].numpy()
     assert params.shape == (Controller(in_dim, "discrete", 6).n_params,)
     assert np.isfinite(params).all()
+
+
+def test_folded_params_act_like_whitened_inputs():
+    rng = np.random.default_rng(1)
+    ctrl = Controller(6, "discrete", 3, hidden=4)
+    asked = rng.normal(size=(4, ctrl.n_params))
+    x = torch.as_tensor(rng.normal(size=(500, 6)) @ rng.normal(size=(6, 6)) + 2, dtype=torch.float64)
+    var, axes = torch.linalg.eigh(torch.cov(x.T))
+    t = (axes.T / var.sqrt()[:, None]).float()
+    center = x.mean(0).float()
+    white = (x.float() - center) @ t.T
+    assert torch.allclose(torch.cov(white.T.double()), torch.eye(6, dtype=torch.float64), atol=1e-3)
+    cand = torch.arange(4).repeat_interleave(125)
+    want = ctrl.raw(ctrl.unflatten(asked), white, cand)
+    folded = ctrl.unflatten(controller_params(asked, ctrl, (center.numpy(), t.numpy())))
+    assert torch.allclose(ctrl.raw(folded, x.float(), cand), want, atol=1e-3)
+
+
+def test_whitened_controller_stage_saves_the_map_and_resumes_with_it(tmp_path):
+    cfg = build_config(["smoke"], ["envs=pong", "workers=1", "max_gens=2", "controller.whiten=true"])
+    lines = []
+    Run(cfg, tmp_path / "run", ["test"], log_fn=lines.append).run()
+    assert any("inputs whitened" in line for line in lines)
+    state = load_state(tmp_path / "run" / "pong" / "controller" / "state.pkl")
+    round_, center, t = state["norm"]
+    in_dim = 8 + 32  # smoke: z 8, h 32
+    assert round_ == 0 and center.shape == (in_dim,) and t.shape == (in_dim, in_dim)
+    assert (1.0 / np.linalg.norm(t, axis=1) >= 1e-2 - 1e-6).all()  # each axis's std, floored
+    cfg.max_gens = 3
+    lines.clear()
+    Run(cfg, tmp_path / "run", ["test"], log_fn=lines.append).run()
+    assert not any("inputs whitened" in line for line in lines)  # the saved map, not a new one
+    assert np.array_equal(load_state(tmp_path / "run" / "pong" / "controller" / "state.pkl")["norm"][2], t)

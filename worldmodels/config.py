@@ -145,6 +145,11 @@ class ControllerConfig:
     data, over their std), as ARS does; the saved controller has the standardization folded in
     (into C's first layer). For inputs of very different scales, where a step of one sigma
     moves some weights far more than others."""
+    whiten: bool = False
+    """As normalize, with the inputs' covariance: CMA-ES searches W, b for inputs rotated onto the
+    data's principal axes, each over its std (at least 0.01), folded in the same way. A feature
+    that z spreads over directions of little variance (Breakout's ball column) then costs the
+    search no more than the main ones. Wins over normalize where both are on."""
 
 
 @dataclass

@@ -83,12 +83,16 @@ def dream_starts(ctx: StageContext) -> tuple[torch.Tensor, bool]:
 
 
 @torch.no_grad()
-def feature_stats(ctx: StageContext, agent: Agent, max_rollouts: int = 64) -> tuple[np.ndarray, np.ndarray]:
+def feature_stats(ctx: StageContext, agent: Agent, max_rollouts: int = 64,
+                  whiten: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Mean and std of C's inputs over the collected data: z = V's mu of each frame, h = M's
-    state along each rollout before that frame, dz and earlier actions (as the policy sees them)."""
+    state along each rollout before that frame, dz and earlier actions (as the policy sees them).
+    whiten: the mean and the whitening map T [in, in] (rows: the covariance's eigenvectors over
+    the std along each, at least 0.01), so T (x - mean) has unit variance along every axis."""
     files = sorted(ctx.files.encodings(ctx.round).glob("*.npz"))
     if not files:
-        raise UserError(f"controller.normalize needs encoded rollouts in {ctx.files.encodings(ctx.round)}; "
+        key = "whiten" if whiten else "normalize"
+        raise UserError(f"controller.{key} needs encoded rollouts in {ctx.files.encodings(ctx.round)}; "
                         "run the encode stage")
     device = next(agent.mdnrnn.parameters()).device
     feats = []
@@ -102,19 +106,23 @@ def feature_stats(ctx: StageContext, agent: Agent, max_rollouts: int = 64) -> tu
             h = torch.cat([torch.zeros_like(out[0, :1]), out[0, :-1]])
         feats.append(history_features(agent.inputs, z, h, a).cpu())
     x = torch.cat(feats).double()
-    return x.mean(0).float().numpy(), x.std(0).clamp_min(1e-2).float().numpy()
+    if not whiten:
+        return x.mean(0).float().numpy(), x.std(0).clamp_min(1e-2).float().numpy()
+    var, axes = torch.linalg.eigh(torch.cov(x.T).reshape(x.shape[1], x.shape[1]))
+    t = axes.T / var.clamp_min(0.0).sqrt().clamp_min(1e-2)[:, None]
+    return x.mean(0).float().numpy(), t.float().numpy()
 
 
 def controller_params(solutions: np.ndarray, controller: Controller,
                       norm: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
     """CMA-ES's vectors -> the controller's, folded into C's first layer:
-    W' (x - center) / scale + b' = W x + b with W = W' / scale and b = b' - W center.
-    norm None: unchanged."""
+    W' (x - center) / scale + b' = W x + b with W = W' / scale and b = b' - W center, or with a
+    whitening map T (a matrix in place of scale) W = W' T. norm None: unchanged."""
     if norm is None:
         return solutions
     center, scale = (torch.as_tensor(v) for v in norm)
     w, b, *rest = controller.unflatten(solutions)
-    w = w / scale
+    w = w @ scale.to(w.dtype) if scale.ndim == 2 else w / scale
     return controller.flatten(w, b - w @ center, *rest)
 
 
@@ -134,10 +142,15 @@ def run(ctx: StageContext) -> Iterator[StepReport]:
         es = new_strategy(n_params, cfg, cfg.seed)
         gen, wall = 0, 0.0
     norm = None
-    if cfg.controller.normalize:  # per round: later rounds retrain V and M
+    whiten = cfg.controller.whiten
+    if cfg.controller.normalize or whiten:  # per round: later rounds retrain V and M
         saved = state.get("norm") if state is not None else None
-        norm = saved[1:] if saved is not None and saved[0] == ctx.round else feature_stats(ctx, agent)
-        if saved is None or saved[0] != ctx.round:
+        fresh = saved is None or saved[0] != ctx.round
+        norm = feature_stats(ctx, agent, whiten=whiten) if saved is None or fresh else saved[1:]
+        if fresh and whiten:
+            stds = 1.0 / np.linalg.norm(norm[1], axis=1)
+            ctx.log(f"controller: inputs whitened (std along the data's axes: {stds.min():.3g} to {stds.max():.3g})")
+        elif fresh:
             ctx.log(f"controller: inputs standardized (std over the data: {float(norm[1].min()):.3g} to "
                     f"{float(norm[1].max()):.3g})")
     last_gen = gens_for_round(cfg, ctx.round)
