@@ -251,6 +251,11 @@ def test_stages_subset_and_from(tmp_path, cli, smoke_run):
     lacking = cli("wm-train", "--config", "smoke", "--envs", "pong,breakout", "--from", new, "--out", tmp_path / "two")
     assert lacking.returncode == 2 and "no trained ALE/Breakout-v5" in lacking.stderr
     assert not (tmp_path / "two" / "pong").exists()
+    # V and M trained with other settings are not silently reused in place of the ones asked for
+    other = cli("wm-train", "--config", "smoke", "--envs", "pong", "--set", "vae.z_dim=4", "--from", out,
+                "--out", tmp_path / "other")
+    assert other.returncode == 2 and "other settings (vae.z_dim)" in other.stderr
+    assert not (tmp_path / "other" / "pong").exists()
     only = cli("wm-train", "--config", "smoke", "--envs", "pong", "--stages", "vae", "--out", tmp_path / "only")
     assert only.returncode == 2 and "needs collected rollouts" in only.stderr
 

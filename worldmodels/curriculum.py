@@ -18,7 +18,7 @@ import yaml
 from . import __version__
 from .agent import Agent, eval_lanes, evaluate, resolve_device
 from .checkpoint import check_state, load_state, load_torch, load_torch_state
-from .config import STAGES, TrainConfig, changed_training_keys, effective, env_config, to_dict
+from .config import STAGES, TrainConfig, changed_training_keys, effective, env_config, flatten, to_dict
 from .console import banner, closing, log_line
 from .engine.backends import make_backend
 from .engine.rollout import LaneEngine
@@ -305,7 +305,7 @@ class Run:
             self.specs.append(with_action_repeat(spec, env_config(cfg, env_matcher(env_id)).action_repeat))
             if self.from_dir is not None:
                 repeat = with_action_repeat(spec, env_config(cfg, env_matcher(env_id)).action_repeat).action_repeat
-                check_source(self.from_dir, env_id, repeat, None if restart else self.folder.env(env_id))
+                check_source(self.from_dir, env_id, repeat, None if restart else self.folder.env(env_id), cfg)
         self.device = resolve_device(cfg.device)
         self.hooks = hooks if hooks is not None else default_hooks(cfg)
         self.interrupt = Interrupt()
@@ -561,9 +561,11 @@ def env_matcher(env_id: str) -> Callable[[str], bool]:
     return matches
 
 
-def check_source(source: Path, env_id: str, repeat: int, env_dir: EnvFolder | None) -> None:
-    """--from RUN_DIR must hold env_id trained with the same action repeat (unless this run's
-    env_dir already holds stages, reused or trained)."""
+def check_source(source: Path, env_id: str, repeat: int, env_dir: EnvFolder | None,
+                 cfg: TrainConfig | None = None) -> None:
+    """--from RUN_DIR must hold env_id trained with the same action repeat and, where cfg is
+    given, V and M trained with this run's vae.* and mdnrnn.* settings, since it reuses them
+    (unless this run's env_dir already holds stages, reused or trained)."""
     src = RunFolder(source).env(env_id)
     if not src.manifest.exists():
         raise RunFolderError(f"--from {source}: no trained {env_id} there ({src.manifest} missing)")
@@ -577,6 +579,28 @@ def check_source(source: Path, env_id: str, repeat: int, env_dir: EnvFolder | No
         raise RunFolderError(f"--from {source}: its data was collected with action_repeat {theirs}, this run "
                              f"holds actions for {repeat} (V and M would see other dynamics); "
                              f"use --set action_repeat={theirs}")
+    if cfg is not None:
+        changed = _source_model_keys(source, env_id, cfg)
+        if changed:
+            raise RunFolderError(f"--from {source}: its V and M, which --from reuses, were trained with other "
+                                 f"settings ({', '.join(changed)}); use its settings, or train without --from")
+
+
+def _source_model_keys(source: Path, env_id: str, cfg: TrainConfig) -> list[str]:
+    """The vae.* and mdnrnn.* keys whose value for env_id differs between the run in source and
+    cfg (a key the source's run.yaml lacks counts as its default; an unreadable one: none)."""
+    try:
+        theirs_cfg = RunFolder(source).read_config()
+    except (OSError, KeyError, TypeError, ValueError, UserError):
+        return []
+    if not isinstance(theirs_cfg, dict):
+        return []
+    base = {k: v for k, v in flatten(to_dict(TrainConfig())).items() if not k.startswith("env_overrides.")}
+    matches = env_matcher(env_id)
+    theirs = {**base, **effective(theirs_cfg, matches)}
+    ours = {**base, **effective(to_dict(cfg), matches)}
+    return sorted(k for k in set(theirs) | set(ours)
+                  if k.startswith(("vae.", "mdnrnn.")) and theirs.get(k) != ours.get(k))
 
 
 def _source_action_repeat(source: Path, env_id: str) -> int:
