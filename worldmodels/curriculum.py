@@ -18,7 +18,7 @@ import yaml
 from . import __version__
 from .agent import Agent, eval_lanes, evaluate, resolve_device
 from .checkpoint import check_state, load_state, load_torch, load_torch_state
-from .config import STAGES, TrainConfig, changed_training_keys, effective, env_config, flatten, to_dict
+from .config import STAGES, TrainConfig, changed_training_keys, effective, env_config, to_dict
 from .console import banner, closing, log_line
 from .engine.backends import make_backend
 from .engine.rollout import LaneEngine
@@ -588,19 +588,13 @@ def check_source(source: Path, env_id: str, repeat: int, env_dir: EnvFolder | No
 
 def _source_model_keys(source: Path, env_id: str, cfg: TrainConfig) -> list[str]:
     """The vae.* and mdnrnn.* keys whose value for env_id differs between the run in source and
-    cfg (a key the source's run.yaml lacks counts as its default; an unreadable one: none)."""
+    cfg (as changed_training_keys compares them; an unreadable run.yaml: none)."""
     try:
-        theirs_cfg = RunFolder(source).read_config()
-    except (OSError, KeyError, TypeError, ValueError, UserError):
+        theirs = RunFolder(source).read_config()
+        changed = changed_training_keys(theirs, to_dict(cfg), [env_matcher(env_id)])
+    except (OSError, KeyError, TypeError, ValueError, AttributeError, UserError):
         return []
-    if not isinstance(theirs_cfg, dict):
-        return []
-    base = {k: v for k, v in flatten(to_dict(TrainConfig())).items() if not k.startswith("env_overrides.")}
-    matches = env_matcher(env_id)
-    theirs = {**base, **effective(theirs_cfg, matches)}
-    ours = {**base, **effective(to_dict(cfg), matches)}
-    return sorted(k for k in set(theirs) | set(ours)
-                  if k.startswith(("vae.", "mdnrnn.")) and theirs.get(k) != ours.get(k))
+    return [k for k in changed if k.startswith(("vae.", "mdnrnn."))]
 
 
 def _source_action_repeat(source: Path, env_id: str) -> int:

@@ -146,7 +146,7 @@ def run(ctx: StageContext) -> Iterator[StepReport]:
     if cfg.controller.normalize or whiten:  # per round: later rounds retrain V and M
         saved = state.get("norm") if state is not None else None
         fresh = saved is None or saved[0] != ctx.round
-        norm = feature_stats(ctx, agent, whiten=whiten) if saved is None or fresh else saved[1:]
+        norm = saved[1:] if saved is not None and not fresh else feature_stats(ctx, agent, whiten=whiten)
         if fresh and whiten:
             stds = 1.0 / np.linalg.norm(norm[1], axis=1)
             ctx.log(f"controller: inputs whitened (std along the data's axes: {stds.min():.3g} to {stds.max():.3g})")
