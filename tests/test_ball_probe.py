@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from worldmodels.checkpoint import save_npz, save_torch
+from worldmodels.models.mdnrnn import MDNRNN
 from worldmodels.models.vae import ConvVAE
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,3 +75,43 @@ def test_probe_runs_on_a_run_folder_and_refuses_an_empty_one(tmp_path):
     proc = subprocess.run([sys.executable, str(PROBE), str(tmp_path / "nothing"), "pong"], capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 2 and "no collected data" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_mlp_probe_reads_a_position_the_linear_probe_cannot():
+    """A position coded on an arc (cos, sin of an angle): not linear in the inputs, an MLP reads it."""
+    rng = np.random.default_rng(0)
+    where = rng.uniform(0, 60, (1500, 2))
+    angle = where / 60 * 1.8 * np.pi  # most of the circle, one point for each position
+    x = np.c_[np.cos(angle), np.sin(angle), rng.normal(0, 0.01, (1500, 4))]
+    module = load_probe()
+    linear = re.search(r"R\^2 row (-?[\d.]+) col (-?[\d.]+)", module.probe(x, where))
+    mlp = re.search(r"R\^2 row (-?[\d.]+) col (-?[\d.]+)", module.mlp_probe(x, where, steps=1500))
+    assert max(float(linear.group(1)), float(linear.group(2))) < 0.8, linear.group(0)
+    assert min(float(mlp.group(1)), float(mlp.group(2))) > 0.95, mlp.group(0)
+
+
+def test_probe_of_m_hidden_state_on_a_run_folder(tmp_path):
+    env = tmp_path / "run" / "breakout"
+    data = env / "data" / "round0"
+    data.mkdir(parents=True)
+    fake_rollouts(data, count=2)
+    torch.manual_seed(0)
+    save_torch(env / "vae.pt", {"z_dim": 8, "state_dict": ConvVAE(8).state_dict()})
+    cmd = [sys.executable, str(PROBE), str(tmp_path / "run"), "breakout", "--h", "--mlp"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "--h needs mdnrnn.pt" in proc.stderr and "Traceback" not in proc.stderr
+    save_torch(env / "mdnrnn.pt", {"z_dim": 8, "action_dim": 4, "hidden": 16, "gaussians": 2,
+                                   "state_dict": MDNRNN(8, 4, 16, 2).state_dict()})
+    encoded = env / "encoded" / "round0"
+    encoded.mkdir(parents=True)
+    for r in range(2):
+        save_npz(encoded / f"round0_ep_{r:06d}.npz", mu=rng_mu(60, r), actions=np.zeros((59, 4), np.float32))
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert re.search(r"MLP probe \(two tanh layers of 64\) on mu: R\^2 row -?[\d.]+", proc.stdout), proc.stdout
+    assert re.search(r"40 of those frames with M's h_t: probe from h R\^2 row -?[\d.]+ .* from \[mu, h\] R\^2",
+                     proc.stdout), proc.stdout
+
+
+def rng_mu(length: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(length, 8)).astype(np.float32)
