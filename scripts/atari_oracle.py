@@ -104,13 +104,13 @@ class VProbe:
 
         from worldmodels.checkpoint import load_torch
         from worldmodels.envs import probe_spec
-        from worldmodels.models.vae import ConvVAE
+        from worldmodels.models.vae import build_vae
         from worldmodels.runfolder import RunFolder
 
         torch.set_num_threads(1)
         path = RunFolder(Path(run)).env_by_slug(env_key).vae
         bundle = load_torch(path)
-        self.vae = ConvVAE(bundle["z_dim"])
+        self.vae = build_vae(bundle.get("kind", "conv"), bundle["z_dim"])
         self.vae.load_state_dict(bundle["state_dict"])
         self.vae.eval()
         self.spec = probe_spec(ENVS[env_key])

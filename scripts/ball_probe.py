@@ -29,7 +29,7 @@ import torch
 
 from worldmodels.checkpoint import load_torch
 from worldmodels.models.mdnrnn import MDNRNN
-from worldmodels.models.vae import ConvVAE, frames_to_tensor
+from worldmodels.models.vae import build_vae, frames_to_tensor
 from worldmodels.runfolder import RunFolder
 from worldmodels.stages.vae import spread
 
@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     files = [files[i] for i in spread(len(files), args.rollouts)]
     frames, where = ball_frames(files, REGIONS[args.env])
     bundle = load_torch(folder.vae)
-    vae = ConvVAE(bundle["z_dim"])
+    vae = build_vae(bundle.get("kind", "conv"), bundle["z_dim"])
     vae.load_state_dict(bundle["state_dict"])
     vae.eval()
     with torch.no_grad():

@@ -1,15 +1,15 @@
-"""Would a V whose z is keypoints place the ball linearly? A diagnostic, not part of the agent.
+"""Would a V whose z is keypoints place the ball linearly? A quick check on a run's frames.
 
     python scripts/keypoint_probe.py RUN_DIR pong|breakout [--keypoints K] [--batches N]
 
 V's ConvVAE holds Breakout's ball to a fraction of a pixel, but not linearly in z (ball_probe.py:
 a linear probe R^2 ~0.73, an MLP ~0.99), and C is linear in z. A spatial-softmax encoder (Finn
 et al. 2016, "Deep spatial autoencoders") makes each latent an expected image coordinate, so an
-object it tracks is linear in z by construction. This script trains such an autoencoder on a
-run's collected frames with V's Atari loss weights (median-frame and motion weights): encoder
-conv layers -> K feature maps -> spatial softmax -> z = (x, y) of each map; decoder: a Gaussian
-blob drawn at each keypoint, conv layers, a learned background. Every `--probe-every` batches it
-prints ball_probe's linear probe from z on held-out frames.
+object it tracks is linear in z by construction. This script trains that V (`vae.kind:
+keypoints`, models/vae.py's KeypointVAE) on a run's collected frames with V's Atari loss weights
+(median-frame and motion weights), apart from any run, and every `--probe-every` batches prints
+ball_probe's linear probe from z on held-out frames: a few minutes to see whether the kind places
+the ball before a run trains it.
 """
 from __future__ import annotations
 
@@ -21,10 +21,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
-from torch.nn import functional as F
 
-from worldmodels.models.vae import frames_to_tensor, motion_weights, object_weights
+from worldmodels.models.vae import KeypointVAE, frames_to_tensor, motion_weights, object_weights
 from worldmodels.runfolder import RunFolder
 from worldmodels.stages.vae import frame_batches, median_frame, spread
 
@@ -34,44 +32,6 @@ def _ball_probe():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-class KeypointAE(nn.Module):
-    """x [B, 3, 64, 64] -> z [B, 2K] (x, y in [-1, 1] of K spatial-softmax maps) -> x."""
-
-    def __init__(self, keypoints: int = 16, sigma: float = 0.06):
-        super().__init__()
-        self.k, self.sigma = keypoints, sigma
-        self.encoder = nn.Sequential(
-            nn.Conv2d(3, 32, 5, stride=2, padding=2), nn.ReLU(),
-            nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(32, keypoints, 3, padding=1),
-        )
-        self.log_temp = nn.Parameter(torch.zeros(()))
-        self.decoder = nn.Sequential(
-            nn.Conv2d(keypoints, 32, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(32, 3, 3, padding=1),
-        )
-        self.background = nn.Parameter(torch.zeros(3, 64, 64))
-        grid = torch.linspace(-1, 1, 64)
-        self.register_buffer("grid", grid)
-
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        maps = self.encoder(x)  # [B, K, 32, 32]
-        b, k, h, w = maps.shape
-        attn = F.softmax(maps.flatten(2) * self.log_temp.exp(), dim=-1).view(b, k, h, w)
-        coords = torch.linspace(-1, 1, h, device=x.device)
-        y = (attn.sum(3) * coords).sum(2)
-        xs = (attn.sum(2) * coords).sum(2)
-        return torch.cat([xs, y], 1)
-
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        xs, y = z[:, :self.k, None, None], z[:, self.k:, None, None]
-        gx = self.grid.view(1, 1, 1, -1)
-        gy = self.grid.view(1, 1, -1, 1)
-        blobs = torch.exp(-((gx - xs) ** 2 + (gy - y) ** 2) / (2 * self.sigma ** 2))
-        return torch.sigmoid(self.decoder(blobs) + self.background)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     probe_files = [files[i] for i in spread(len(files), 140)]
     frames, where = bp.ball_frames(probe_files, bp.REGIONS[args.env])
     torch.manual_seed(args.seed)
-    model = KeypointAE(args.keypoints)
+    model = KeypointVAE(2 * args.keypoints)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     background = frames_to_tensor(median_frame(files)[None])[0]
     rng = np.random.default_rng(args.seed)
@@ -109,14 +69,14 @@ def main(argv: list[str] | None = None) -> int:
             x = frames_to_tensor(batch)
             weight = object_weights(x, background, args.object_weight)
             weight = weight + motion_weights(x, frames_to_tensor(prev), args.motion_weight)
-            loss = ((model.decode(model.encode(x)) - x) ** 2 * weight).flatten(1).sum(1).mean()
+            loss = ((model(x)[0] - x) ** 2 * weight).flatten(1).sum(1).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             step += 1
             if step % args.probe_every == 0 or step == args.batches:
                 with torch.no_grad():
-                    z = torch.cat([model.encode(frames_to_tensor(frames[i:i + 256]))
+                    z = torch.cat([model.encode(frames_to_tensor(frames[i:i + 256]))[0]
                                    for i in range(0, len(frames), 256)]).numpy()
                 print(f"batch {step} ({time.time() - start:.0f} s) loss {loss.item():.1f}: "
                       f"{len(frames)} ball frames, linear probe from z {bp.probe(z, where)}", flush=True)

@@ -18,7 +18,7 @@ from .envs import EnvSpec
 from .errors import CheckpointError, Interrupted
 from .models.controller import Controller, ControllerInputs
 from .models.mdnrnn import MDNRNN
-from .models.vae import ConvVAE
+from .models.vae import VAE_KINDS, AnyVAE, build_vae, vae_kind_of
 from .seeds import CONFIRM_SEED_START, FINAL_SEED_START, PICK_SEED_START, SNAPSHOT_SEED_START, TRAIN_SEED_END  # noqa: F401 - re-exported: the seed ranges live where the CLI can import them cheaply
 
 EVAL_LANES = 16  # fixed, so the final eval and wm-play batch alike and give the same numbers
@@ -39,7 +39,7 @@ def resolve_device(name: str) -> torch.device:
 @dataclass
 class Agent:
     spec: EnvSpec
-    vae: ConvVAE
+    vae: AnyVAE
     mdnrnn: MDNRNN
     controller: Controller
     inputs: ControllerInputs = ControllerInputs()
@@ -48,9 +48,9 @@ class Agent:
 
     @classmethod
     def build(cls, spec: EnvSpec, z_dim: int, hidden: int, gaussians: int,
-              inputs: ControllerInputs = ControllerInputs(), c_hidden: int = 0) -> Agent:
-        """inputs: C's features (default [z, h]); c_hidden: C's tanh units (0: linear)."""
-        vae = ConvVAE(z_dim)
+              inputs: ControllerInputs = ControllerInputs(), c_hidden: int = 0, vae_kind: str = "conv") -> Agent:
+        """inputs: C's features (default [z, h]); c_hidden: C's tanh units (0: linear); vae_kind: V's form."""
+        vae = build_vae(vae_kind, z_dim)
         mdnrnn = MDNRNN(z_dim, spec.action_dim, hidden, gaussians)
         controller = Controller(inputs.dim(z_dim, hidden, spec.action_dim), spec.action_kind, spec.action_dim,
                                 spec.low, spec.high, hidden=c_hidden)
@@ -58,10 +58,11 @@ class Agent:
 
     @classmethod
     def build_for(cls, spec: EnvSpec, z_dim: int, hidden: int, gaussians: int,
-                  controller_cfg: ControllerConfig) -> Agent:
+                  controller_cfg: ControllerConfig, vae_kind: str = "conv") -> Agent:
         """An agent whose C has the form that a ControllerConfig asks for."""
         inputs = ControllerInputs(controller_cfg.use_h, controller_cfg.dz, controller_cfg.prev_actions)
-        return cls.build(spec, z_dim, hidden, gaussians, inputs=inputs, c_hidden=controller_cfg.hidden)
+        return cls.build(spec, z_dim, hidden, gaussians, inputs=inputs, c_hidden=controller_cfg.hidden,
+                         vae_kind=vae_kind)
 
     @property
     def use_h(self) -> bool:
@@ -83,7 +84,7 @@ class Agent:
             "format": BUNDLE_FORMAT,
             "version": BUNDLE_VERSION,
             "env": self.spec.to_dict(),
-            "vae": {"z_dim": self.vae.z_dim, "state_dict": _cpu(self.vae.state_dict())},
+            "vae": {"z_dim": self.vae.z_dim, "kind": vae_kind_of(self.vae), "state_dict": _cpu(self.vae.state_dict())},
             "mdnrnn": {"hidden": self.mdnrnn.hidden, "gaussians": self.mdnrnn.gaussians,
                        "action_dim": self.mdnrnn.action_dim, "saw_ends": self.m_saw_ends,
                        "state_dict": _cpu(self.mdnrnn.state_dict())},
@@ -105,7 +106,8 @@ class Agent:
         c = bundle["controller"]  # dz, prev_actions and hidden are absent from older bundles: linear on [z, h]
         inputs = ControllerInputs(bool(c["use_h"]), bool(c.get("dz", False)), int(c.get("prev_actions", 0)))
         agent = cls.build(spec, bundle["vae"]["z_dim"], bundle["mdnrnn"]["hidden"],
-                          bundle["mdnrnn"]["gaussians"], inputs=inputs, c_hidden=int(c.get("hidden", 0)))
+                          bundle["mdnrnn"]["gaussians"], inputs=inputs, c_hidden=int(c.get("hidden", 0)),
+                          vae_kind=bundle["vae"].get("kind", "conv"))  # no kind: a ConvVAE (older bundles)
         agent.vae.load_state_dict(bundle["vae"]["state_dict"])
         agent.mdnrnn.load_state_dict(bundle["mdnrnn"]["state_dict"])
         agent.m_saw_ends = bundle["mdnrnn"].get("saw_ends")
@@ -211,6 +213,11 @@ def check_bundle(bundle: dict, source: object = "the agent bundle", expect: EnvS
         spec = _check_spec(bundle["env"], expect)
         v, m, c = bundle["vae"], bundle["mdnrnn"], bundle["controller"]
         z_dim = _size(v, "z_dim", "vae.z_dim", "vae")
+        kind = v.get("kind", "conv")
+        if kind not in VAE_KINDS:
+            raise ValueError(f"vae.kind is {kind!r}, not one of {', '.join(VAE_KINDS)}")
+        if kind == "keypoints" and z_dim % 2:
+            raise ValueError(f"vae.z_dim = {z_dim} is odd, and a keypoint V's is even")
         hidden = _size(m, "hidden", "mdnrnn.hidden", "mdnrnn")
         gaussians = _size(m, "gaussians", "mdnrnn.gaussians", "mdnrnn")
         if m.get("action_dim", spec.action_dim) != spec.action_dim:
@@ -224,7 +231,7 @@ def check_bundle(bundle: dict, source: object = "the agent bundle", expect: EnvS
         if c.get("in_dim", in_dim) != in_dim:
             raise ValueError(f"controller.in_dim {c.get('in_dim')!r} does not match its inputs ({in_dim})")
         with torch.device("meta"):
-            vae, mdnrnn = ConvVAE(z_dim), MDNRNN(z_dim, spec.action_dim, hidden, gaussians)
+            vae, mdnrnn = build_vae(kind, z_dim), MDNRNN(z_dim, spec.action_dim, hidden, gaussians)
         _check_weights(v.get("state_dict"), vae, "vae")
         _check_weights(m.get("state_dict"), mdnrnn, "mdnrnn")
         n_params = Controller(in_dim, spec.action_kind, spec.action_dim, spec.low, spec.high,

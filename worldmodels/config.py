@@ -40,6 +40,10 @@ class CollectConfig:
 
 @dataclass
 class VAEConfig:
+    kind: str = "conv"
+    """conv: the paper's convolutional VAE. keypoints: a spatial autoencoder whose z is the image
+    coordinates of z_dim / 2 learned feature maps, so an object it tracks is linear in z, as C is
+    (models/vae.py; an autoencoder: kl_tolerance, ae_warmup do not apply)."""
     z_dim: int = 32
     """Size of the latent z."""
     epochs: int = 5
@@ -585,6 +589,7 @@ _VAE_CONVS = (3 * 32 * 16 + 32 + 32 * 64 * 16 + 64 + 64 * 128 * 16 + 128 + 128 *
               + 1024 * 128 * 25 + 128 + 128 * 64 * 25 + 64 + 64 * 32 * 36 + 32 + 32 * 3 * 36 + 3)
 _VAE_FLOATS_PER_FRAME = 2 * (64 * 64 * 3 + 32 * 31 * 31 + 64 * 14 * 14 + 128 * 6 * 6 + 256 * 2 * 2 + 1024
                              + 128 * 5 * 5 + 64 * 13 * 13 + 32 * 30 * 30 + 64 * 64 * 3)  # outputs and ReLUs
+VAE_KINDS = ("conv", "keypoints")  # models/vae.py's VAE_KINDS (config stays free of torch)
 CMA_FULL_MAX = 2000  # CMA-ES keeps a full covariance up to this many parameters (stages/controller.py)
 
 
@@ -638,6 +643,9 @@ def validate(cfg: TrainConfig) -> None:
          "device must be auto, cpu or cuda"),
         (cfg.backend in ("local", "ray"), "backend must be local or ray"),
         (cfg.collect.policy in ("explore", "random"), "collect.policy must be explore or random"),
+        (cfg.vae.kind in VAE_KINDS, f"vae.kind must be {' or '.join(VAE_KINDS)}"),
+        (cfg.vae.kind != "keypoints" or cfg.vae.z_dim % 2 == 0,
+         "vae.z_dim must be even with vae.kind keypoints (an x and a y for each keypoint)"),
         (cfg.renderer in ("fast", "exact", "official"), "renderer must be fast, exact or official"),
         (cfg.eval.renderer in ("fast", "exact", "official"), "eval.renderer must be fast, exact or official"),
     ]

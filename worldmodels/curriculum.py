@@ -225,7 +225,8 @@ class EnvContext:
         key = (vae_path.stat().st_mtime_ns, m_path.stat().st_mtime_ns)
         if self._agent is None or self._agent[0] != key:
             vae, m = load_torch(vae_path, "VAE weights"), load_torch(m_path, "MDN-RNN weights")
-            agent = Agent.build_for(self.spec, vae["z_dim"], m["hidden"], m["gaussians"], self.cfg.controller)
+            agent = Agent.build_for(self.spec, vae["z_dim"], m["hidden"], m["gaussians"], self.cfg.controller,
+                                    vae_kind=vae.get("kind", "conv"))
             agent.vae.load_state_dict(vae["state_dict"])
             agent.mdnrnn.load_state_dict(m["state_dict"])
             agent.m_saw_ends = m.get("saw_ends")

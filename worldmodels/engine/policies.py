@@ -12,7 +12,7 @@ import torch
 from ..envs import EnvSpec
 from ..models.controller import Controller, ControllerInputs, InputState
 from ..models.mdnrnn import MDNRNN
-from ..models.vae import ConvVAE, frames_to_tensor
+from ..models.vae import AnyVAE, frames_to_tensor
 from .rollout import Episode
 
 
@@ -24,7 +24,7 @@ class WorldModelPolicy:
     noise > 0 adds exploration (per-lane RNG seeded from the episode seed).
     """
 
-    def __init__(self, spec: EnvSpec, vae: ConvVAE, mdnrnn: MDNRNN, controller: Controller,
+    def __init__(self, spec: EnvSpec, vae: AnyVAE, mdnrnn: MDNRNN, controller: Controller,
                  params: np.ndarray, lanes: int, inputs: ControllerInputs = ControllerInputs(),
                  device: str = "cpu", noise: float = 0.0):
         self.spec, self.vae, self.mdnrnn, self.controller = spec, vae, mdnrnn, controller

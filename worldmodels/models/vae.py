@@ -47,6 +47,74 @@ class ConvVAE(nn.Module):
         return self.decode(z), mu, logvar
 
 
+class KeypointVAE(nn.Module):
+    """V as a spatial autoencoder (Finn et al. 2016): z = the (x, y) image coordinates, in [-1, 1],
+    of z_dim / 2 feature maps' spatial softmax. An object that a map tracks is linear in z, and C
+    is linear in z: the ConvVAE holds a small ball precisely but not linearly (scripts/ball_probe.py
+    --mlp). The decoder draws a Gaussian blob at each keypoint and turns them into the frame with
+    three convolutions over a learned background. No KL: encode's logvar is the floor, so z ~= mu.
+
+    encode: x [B, 3, 64, 64] in [0, 1] -> (mu, logvar), each [B, z_dim] (mu: x of every map, then y)
+    decode: z [B, z_dim] -> [B, 3, 64, 64] in [0, 1]
+    """
+
+    LOGVAR = -10.0  # ConvVAE's clamp floor: a sampled z is mu within ~0.007
+
+    def __init__(self, z_dim: int = 32, sigma: float = 0.06):
+        super().__init__()
+        if z_dim % 2:
+            raise ValueError(f"a keypoint V needs an even z_dim (x and y of each keypoint), not {z_dim}")
+        self.z_dim, self.keypoints, self.sigma = z_dim, z_dim // 2, sigma
+        self.encoder = nn.Sequential(
+            nn.Conv2d(3, 32, 5, stride=2, padding=2), nn.ReLU(),
+            nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(32, self.keypoints, 3, padding=1),
+        )
+        self.log_temp = nn.Parameter(torch.zeros(()))
+        self.decoder = nn.Sequential(
+            nn.Conv2d(self.keypoints, 32, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(32, 3, 3, padding=1),
+        )
+        self.background = nn.Parameter(torch.zeros(3, 64, 64))
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        maps = self.encoder(x)  # [B, K, 32, 32]
+        b, k, h, w = maps.shape
+        attn = F.softmax(maps.flatten(2) * self.log_temp.exp(), dim=-1).view(b, k, h, w)
+        rows = torch.linspace(-1, 1, h, device=x.device)
+        cols = torch.linspace(-1, 1, w, device=x.device)
+        mu = torch.cat([(attn.sum(2) * cols).sum(2), (attn.sum(3) * rows).sum(2)], 1)
+        return mu, torch.full_like(mu, self.LOGVAR)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        grid = torch.linspace(-1, 1, 64, device=z.device)
+        xs, ys = z[:, :self.keypoints, None, None], z[:, self.keypoints:, None, None]
+        blobs = torch.exp(-((grid.view(1, 1, 1, -1) - xs) ** 2 + (grid.view(1, 1, -1, 1) - ys) ** 2)
+                          / (2 * self.sigma ** 2))
+        return torch.sigmoid(self.decoder(blobs) + self.background)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        mu, logvar = self.encode(x)
+        return self.decode(mu), mu, logvar
+
+
+VAE_KINDS = {"conv": ConvVAE, "keypoints": KeypointVAE}
+AnyVAE = ConvVAE | KeypointVAE
+
+
+def build_vae(kind: str, z_dim: int) -> AnyVAE:
+    """V of a kind (vae.kind; a bundle without one is "conv", the only kind before there were two)."""
+    if kind not in VAE_KINDS:
+        raise ValueError(f"vae kind {kind!r} is not one of {', '.join(VAE_KINDS)}")
+    return VAE_KINDS[kind](z_dim)
+
+
+def vae_kind_of(vae: nn.Module) -> str:
+    """The vae.kind name of a V (what a bundle records)."""
+    return next(kind for kind, cls in VAE_KINDS.items() if type(vae) is cls)
+
+
 def frames_to_tensor(frames: np.ndarray | torch.Tensor, device: torch.device | str = "cpu") -> torch.Tensor:
     """uint8 [B, 64, 64, 3] (numpy or tensor) -> float [B, 3, 64, 64] in [0, 1]."""
     t = torch.as_tensor(frames, device=device)

@@ -1,4 +1,4 @@
-"""Stage 2: train V (ConvVAE) on every collected frame, streamed from disk."""
+"""Stage 2: train V (vae.kind: ConvVAE or KeypointVAE) on every collected frame, streamed from disk."""
 from __future__ import annotations
 
 import math
@@ -13,7 +13,7 @@ import torch
 from ..checkpoint import load_arrays, save_npz, save_torch
 from ..context import StageContext
 from ..errors import UserError
-from ..models.vae import ConvVAE, frames_to_tensor, motion_weights, object_weights, vae_loss
+from ..models.vae import AnyVAE, build_vae, frames_to_tensor, motion_weights, object_weights, vae_loss
 from .base import StepReport, resume_training, seed_torch
 
 
@@ -76,7 +76,7 @@ def run(ctx: StageContext) -> Iterator[StepReport]:
                         "run the collect stage first (or use --from RUN_DIR)")
     epochs = cfg.finetune_epochs if ctx.round > 0 and cfg.finetune_epochs >= 0 else cfg.epochs
     seed_torch(ctx.cfg.seed, ctx.round, 202)  # the initial weights
-    vae = ConvVAE(cfg.z_dim).to(ctx.device)
+    vae = build_vae(cfg.kind, cfg.z_dim).to(ctx.device)
     opt = torch.optim.Adam(vae.parameters(), lr=cfg.lr)
     state_path = ctx.files.stage_state("vae")
     start = resume_training(ctx, vae, opt, "vae", "VAE")
@@ -99,7 +99,7 @@ def run(ctx: StageContext) -> Iterator[StepReport]:
                 return  # the partial epoch is dropped; the last epoch's checkpoint stands
             batch, prev = batch if motion else (batch, None)
             x = frames_to_tensor(batch, ctx.device)
-            warmup = atari and step < cfg.ae_warmup
+            warmup = (atari and step < cfg.ae_warmup) or cfg.kind == "keypoints"  # an autoencoder's loss
             if warmup:
                 mu, logvar = vae.encode(x)
                 recon = vae.decode(mu)
@@ -129,13 +129,13 @@ def run(ctx: StageContext) -> Iterator[StepReport]:
         if ctx.out_of_budget() or ctx.interrupted():
             break
     vae.eval()
-    save_torch(ctx.files.vae, {"z_dim": cfg.z_dim, "state_dict": {k: v.cpu() for k, v in
+    save_torch(ctx.files.vae, {"z_dim": cfg.z_dim, "kind": cfg.kind, "state_dict": {k: v.cpu() for k, v in
                                                                           vae.state_dict().items()}})
     write_samples(ctx.files.vae_samples, vae, files, ctx.device)
 
 
 @torch.no_grad()
-def write_samples(path: Path, vae: ConvVAE, files: list[Path], device: torch.device | str, n: int = 16) -> None:
+def write_samples(path: Path, vae: AnyVAE, files: list[Path], device: torch.device | str, n: int = 16) -> None:
     """A few frames beside their reconstructions, for the report's grid."""
     obs = load_obs(files[0])
     frames = obs[np.linspace(0, len(obs) - 1, min(n, len(obs))).astype(int)]
