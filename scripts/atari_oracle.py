@@ -104,15 +104,12 @@ class VProbe:
 
         from worldmodels.checkpoint import load_torch
         from worldmodels.envs import probe_spec
-        from worldmodels.models.vae import build_vae
+        from worldmodels.models.vae import vae_from_bundle
         from worldmodels.runfolder import RunFolder
 
         torch.set_num_threads(1)
         path = RunFolder(Path(run)).env_by_slug(env_key).vae
-        bundle = load_torch(path)
-        self.vae = build_vae(bundle.get("kind", "conv"), bundle["z_dim"])
-        self.vae.load_state_dict(bundle["state_dict"])
-        self.vae.eval()
+        self.vae = vae_from_bundle(load_torch(path))
         self.spec = probe_spec(ENVS[env_key])
         self.w = w
 

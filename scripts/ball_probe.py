@@ -29,7 +29,7 @@ import torch
 
 from worldmodels.checkpoint import load_torch
 from worldmodels.models.mdnrnn import MDNRNN
-from worldmodels.models.vae import build_vae, frames_to_tensor
+from worldmodels.models.vae import frames_to_tensor, vae_from_bundle
 from worldmodels.runfolder import RunFolder
 from worldmodels.stages.vae import spread
 
@@ -94,7 +94,11 @@ def probe(x: np.ndarray, where: np.ndarray) -> str:
     train = np.arange(n) < int(n * 0.7)
     x = np.c_[x, np.ones(n)]
     w = np.linalg.solve(x[train].T @ x[train] + 1e-2 * np.eye(x.shape[1]), x[train].T @ where[train])
-    pred, true = x[~train] @ w, where[~train]
+    return report(x[~train] @ w, where[~train])
+
+
+def report(pred: np.ndarray, true: np.ndarray) -> str:
+    """R^2 and the median error of predicted (row, col) against the held-out truth."""
     r2 = 1 - ((pred - true) ** 2).sum(0) / ((true - true.mean(0)) ** 2).sum(0)
     err = np.median(np.abs(pred - true), axis=0)
     return f"R^2 row {r2[0]:.2f} col {r2[1]:.2f}; median error row {err[0]:.1f} px, col {err[1]:.1f} px"
@@ -118,11 +122,7 @@ def mlp_probe(x: np.ndarray, where: np.ndarray, hidden: int = 64, steps: int = 3
         loss.backward()
         opt.step()
     with torch.no_grad():
-        pred = (net(xs[~train]) * y_std + y_mean).numpy()
-    true = where[~train]
-    r2 = 1 - ((pred - true) ** 2).sum(0) / ((true - true.mean(0)) ** 2).sum(0)
-    err = np.median(np.abs(pred - true), axis=0)
-    return f"R^2 row {r2[0]:.2f} col {r2[1]:.2f}; median error row {err[0]:.1f} px, col {err[1]:.1f} px"
+        return report((net(xs[~train]) * y_std + y_mean).numpy(), where[~train])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -152,10 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     files = [files[i] for i in spread(len(files), args.rollouts)]
     frames, where = ball_frames(files, REGIONS[args.env])
-    bundle = load_torch(folder.vae)
-    vae = build_vae(bundle.get("kind", "conv"), bundle["z_dim"])
-    vae.load_state_dict(bundle["state_dict"])
-    vae.eval()
+    vae = vae_from_bundle(load_torch(folder.vae))
     with torch.no_grad():
         mu = torch.cat([vae.encode(frames_to_tensor(frames[i:i + 512]))[0]
                         for i in range(0, len(frames), 512)]).numpy()

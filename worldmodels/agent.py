@@ -18,7 +18,7 @@ from .envs import EnvSpec
 from .errors import CheckpointError, Interrupted
 from .models.controller import Controller, ControllerInputs
 from .models.mdnrnn import MDNRNN
-from .models.vae import VAE_KINDS, AnyVAE, build_vae, vae_kind_of
+from .models.vae import VAE_KINDS, AnyVAE, build_vae, bundle_kind, vae_kind_of
 from .seeds import CONFIRM_SEED_START, FINAL_SEED_START, PICK_SEED_START, SNAPSHOT_SEED_START, TRAIN_SEED_END  # noqa: F401 - re-exported: the seed ranges live where the CLI can import them cheaply
 
 EVAL_LANES = 16  # fixed, so the final eval and wm-play batch alike and give the same numbers
@@ -107,7 +107,7 @@ class Agent:
         inputs = ControllerInputs(bool(c["use_h"]), bool(c.get("dz", False)), int(c.get("prev_actions", 0)))
         agent = cls.build(spec, bundle["vae"]["z_dim"], bundle["mdnrnn"]["hidden"],
                           bundle["mdnrnn"]["gaussians"], inputs=inputs, c_hidden=int(c.get("hidden", 0)),
-                          vae_kind=bundle["vae"].get("kind", "conv"))  # no kind: a ConvVAE (older bundles)
+                          vae_kind=bundle_kind(bundle["vae"]))
         agent.vae.load_state_dict(bundle["vae"]["state_dict"])
         agent.mdnrnn.load_state_dict(bundle["mdnrnn"]["state_dict"])
         agent.m_saw_ends = bundle["mdnrnn"].get("saw_ends")
@@ -213,7 +213,7 @@ def check_bundle(bundle: dict, source: object = "the agent bundle", expect: EnvS
         spec = _check_spec(bundle["env"], expect)
         v, m, c = bundle["vae"], bundle["mdnrnn"], bundle["controller"]
         z_dim = _size(v, "z_dim", "vae.z_dim", "vae")
-        kind = v.get("kind", "conv")
+        kind = bundle_kind(v)
         if kind not in VAE_KINDS:
             raise ValueError(f"vae.kind is {kind!r}, not one of {', '.join(VAE_KINDS)}")
         if kind == "keypoints" and z_dim % 2:

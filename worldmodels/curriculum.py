@@ -26,6 +26,7 @@ from .envs import probe_spec, renderer_used, resolve_env_ids, with_action_repeat
 from .errors import ConfigError, Interrupted, RunFolderError, UserError
 from .fileio import STORAGE_ERRNOS, atomic_copy, atomic_write_text, read_json, refuse_links_out, write_error, writing
 from .hooks import Hook, default_hooks
+from .models.vae import bundle_kind
 from .runfolder import LOCK_NAME, REUSED_FILES, EnvFolder, RunFolder, RunLock
 from .selection import final_evaluation
 from .stages import GENERATIONS, produces_generations, stage_runners
@@ -226,7 +227,7 @@ class EnvContext:
         if self._agent is None or self._agent[0] != key:
             vae, m = load_torch(vae_path, "VAE weights"), load_torch(m_path, "MDN-RNN weights")
             agent = Agent.build_for(self.spec, vae["z_dim"], m["hidden"], m["gaussians"], self.cfg.controller,
-                                    vae_kind=vae.get("kind", "conv"))
+                                    vae_kind=bundle_kind(vae))
             agent.vae.load_state_dict(vae["state_dict"])
             agent.mdnrnn.load_state_dict(m["state_dict"])
             agent.m_saw_ends = m.get("saw_ends")

@@ -59,6 +59,8 @@ class KeypointVAE(nn.Module):
     """
 
     LOGVAR = -10.0  # ConvVAE's clamp floor: a sampled z is mu within ~0.007
+    map_coords: torch.Tensor
+    frame_coords: torch.Tensor
 
     def __init__(self, z_dim: int = 32, sigma: float = 0.06):
         super().__init__()
@@ -77,18 +79,20 @@ class KeypointVAE(nn.Module):
             nn.Conv2d(32, 3, 3, padding=1),
         )
         self.background = nn.Parameter(torch.zeros(3, 64, 64))
+        # coordinates of the 32x32 maps and of the 64x64 frame; made once, not saved in state_dict
+        self.register_buffer("map_coords", torch.linspace(-1, 1, 32), persistent=False)
+        self.register_buffer("frame_coords", torch.linspace(-1, 1, 64), persistent=False)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         maps = self.encoder(x)  # [B, K, 32, 32]
         b, k, h, w = maps.shape
         attn = F.softmax(maps.flatten(2) * self.log_temp.exp(), dim=-1).view(b, k, h, w)
-        rows = torch.linspace(-1, 1, h, device=x.device)
-        cols = torch.linspace(-1, 1, w, device=x.device)
-        mu = torch.cat([(attn.sum(2) * cols).sum(2), (attn.sum(3) * rows).sum(2)], 1)
+        coords = self.map_coords
+        mu = torch.cat([(attn.sum(2) * coords).sum(2), (attn.sum(3) * coords).sum(2)], 1)
         return mu, torch.full_like(mu, self.LOGVAR)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        grid = torch.linspace(-1, 1, 64, device=z.device)
+        grid = self.frame_coords
         xs, ys = z[:, :self.keypoints, None, None], z[:, self.keypoints:, None, None]
         blobs = torch.exp(-((grid.view(1, 1, 1, -1) - xs) ** 2 + (grid.view(1, 1, -1, 1) - ys) ** 2)
                           / (2 * self.sigma ** 2))
@@ -104,10 +108,23 @@ AnyVAE = ConvVAE | KeypointVAE
 
 
 def build_vae(kind: str, z_dim: int) -> AnyVAE:
-    """V of a kind (vae.kind; a bundle without one is "conv", the only kind before there were two)."""
+    """V of a kind (vae.kind)."""
     if kind not in VAE_KINDS:
         raise ValueError(f"vae kind {kind!r} is not one of {', '.join(VAE_KINDS)}")
     return VAE_KINDS[kind](z_dim)
+
+
+def bundle_kind(section: dict) -> str:
+    """The kind a saved V records (vae.pt, or best.pt's "vae"): none is "conv", the only kind
+    before there were two."""
+    return section.get("kind", "conv")
+
+
+def vae_from_bundle(section: dict) -> AnyVAE:
+    """V rebuilt from a saved one ({"z_dim", "kind", "state_dict"}), in eval mode."""
+    vae = build_vae(bundle_kind(section), section["z_dim"])
+    vae.load_state_dict(section["state_dict"])
+    return vae.eval()
 
 
 def vae_kind_of(vae: nn.Module) -> str:

@@ -10,7 +10,7 @@ from ..checkpoint import load_arrays, load_torch, save_npz
 from ..context import StageContext
 from ..errors import UserError
 from ..models.controller import action_to_model_input
-from ..models.vae import AnyVAE, build_vae, frames_to_tensor
+from ..models.vae import AnyVAE, frames_to_tensor, vae_from_bundle
 from .base import StepReport
 
 
@@ -18,10 +18,7 @@ def load_vae(ctx: StageContext) -> AnyVAE:
     path = ctx.files.vae
     if not path.exists():
         raise UserError(f"stage {ctx.stage} needs a trained V ({path}); run the vae stage first")
-    data = load_torch(path, "VAE weights")
-    vae = build_vae(data.get("kind", "conv"), data["z_dim"])
-    vae.load_state_dict(data["state_dict"])
-    return vae.to(ctx.device).eval()
+    return vae_from_bundle(load_torch(path, "VAE weights")).to(ctx.device)
 
 
 @torch.no_grad()
