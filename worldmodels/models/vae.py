@@ -56,13 +56,16 @@ class KeypointVAE(nn.Module):
 
     encode: x [B, 3, 64, 64] in [0, 1] -> (mu, logvar), each [B, z_dim] (mu: x of every map, then y)
     decode: z [B, z_dim] -> [B, 3, 64, 64] in [0, 1]
+
+    temperature: the spatial softmax's initial sharpness (learned from there). It starts sharp so
+    that a map's keypoint sits on its object instead of being pulled toward the frame's centre.
     """
 
     LOGVAR = -10.0  # ConvVAE's clamp floor: a sampled z is mu within ~0.007
     map_coords: torch.Tensor
     frame_coords: torch.Tensor
 
-    def __init__(self, z_dim: int = 32, sigma: float = 0.06):
+    def __init__(self, z_dim: int = 32, sigma: float = 0.06, temperature: float = 10.0):
         super().__init__()
         if z_dim % 2:
             raise ValueError(f"a keypoint V needs an even z_dim (x and y of each keypoint), not {z_dim}")
@@ -72,7 +75,7 @@ class KeypointVAE(nn.Module):
             nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(),
             nn.Conv2d(32, self.keypoints, 3, padding=1),
         )
-        self.log_temp = nn.Parameter(torch.zeros(()))
+        self.log_temp = nn.Parameter(torch.tensor(float(np.log(temperature))))  # the softmax's sharpness, learned
         self.decoder = nn.Sequential(
             nn.Conv2d(self.keypoints, 32, 3, padding=1), nn.ReLU(),
             nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(),
