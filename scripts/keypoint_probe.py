@@ -45,12 +45,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--object-weight", type=float, default=10.0)
     ap.add_argument("--motion-weight", type=float, default=50.0)
     ap.add_argument("--temperature", type=float, default=10.0, help="the spatial softmax's initial sharpness")
+    ap.add_argument("--sigma", type=float, default=0.3, help="the width of the decoder's blobs (frame = [-1, 1])")
     ap.add_argument("--save", type=Path, help="write the V here as a bundle section (vae_from_bundle reads it)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
-    if args.keypoints < 1 or args.batches < 1 or args.batch_size < 1 or args.probe_every < 1 or args.temperature <= 0:
+    if args.keypoints < 1 or args.batches < 1 or args.batch_size < 1 or args.probe_every < 1 or args.temperature <= 0 or args.sigma <= 0:
         print("keypoint_probe: --keypoints, --batches, --batch-size and --probe-every take 1 or more, "
-              "--temperature a positive number",
+              "--temperature and --sigma positive numbers",
               file=sys.stderr)
         return 2
     folder = RunFolder(args.run).env_by_slug(args.env)
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     probe_files = [files[i] for i in spread(len(files), 140)]
     frames, where = bp.ball_frames(probe_files, bp.REGIONS[args.env])
     torch.manual_seed(args.seed)
-    model = KeypointVAE(2 * args.keypoints, temperature=args.temperature)
+    model = KeypointVAE(2 * args.keypoints, sigma=args.sigma, temperature=args.temperature)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     background = frames_to_tensor(median_frame(files)[None])[0]
     rng = np.random.default_rng(args.seed)

@@ -33,7 +33,7 @@ def test_runs_on_a_run_folder_and_refuses_bad_input(tmp_path):
     vae = vae_from_bundle(torch.load(tmp_path / "v.pt"))  # the saved V is a bundle section
     assert isinstance(vae, KeypointVAE) and vae.z_dim == 8 and 1.5 < vae.log_temp.exp().item() < 6
     proc = subprocess.run(cmd[:4] + ["--temperature", "0"], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2 and "--temperature a positive number" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 2 and "--temperature and --sigma positive numbers" in proc.stderr and "Traceback" not in proc.stderr
     proc = subprocess.run(cmd[:4] + ["--keypoints", "0"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "take 1 or more" in proc.stderr and "Traceback" not in proc.stderr
     proc = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "none"), "pong"], capture_output=True,

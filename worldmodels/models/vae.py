@@ -57,6 +57,10 @@ class KeypointVAE(nn.Module):
     encode: x [B, 3, 64, 64] in [0, 1] -> (mu, logvar), each [B, z_dim] (mu: x of every map, then y)
     decode: z [B, z_dim] -> [B, 3, 64, 64] in [0, 1]
 
+    sigma: the width of the decoder's blobs (the frame spans [-1, 1]). Wide, so that a keypoint far
+    from the ball still overlaps it and the loss pulls it there; the ball's keypoint is then sharp
+    (its width is not the keypoint's precision). A saved V does not record it: it shapes training
+    and decode, not encode.
     temperature: the spatial softmax's initial sharpness (learned from there). It starts sharp so
     that a map's keypoint sits on its object instead of being pulled toward the frame's centre.
     """
@@ -65,7 +69,7 @@ class KeypointVAE(nn.Module):
     map_coords: torch.Tensor
     frame_coords: torch.Tensor
 
-    def __init__(self, z_dim: int = 32, sigma: float = 0.06, temperature: float = 10.0):
+    def __init__(self, z_dim: int = 32, sigma: float = 0.3, temperature: float = 10.0):
         super().__init__()
         if z_dim % 2:
             raise ValueError(f"a keypoint V needs an even z_dim (x and y of each keypoint), not {z_dim}")
