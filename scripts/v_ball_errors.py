@@ -72,16 +72,16 @@ def play(policy: str, frames: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return np.stack(pics), np.stack(pos).astype(np.float64)
 
 
-def load_v(path: Path):
-    import torch
+def saved_v(path: Path) -> Path:
+    """The file holding the V: a run folder's Breakout vae.pt, or the path itself."""
+    from worldmodels.runfolder import RunFolder
+    return RunFolder(path).env_by_slug("breakout").vae if path.is_dir() else path
 
+
+def load_v(path: Path):
     from worldmodels.checkpoint import load_torch
     from worldmodels.models.vae import vae_from_bundle
-    from worldmodels.runfolder import RunFolder
-    if path.is_dir():
-        path = RunFolder(path).env_by_slug("breakout").vae
-    section = load_torch(path) if path.name == "vae.pt" else torch.load(path, map_location="cpu", weights_only=True)
-    return vae_from_bundle(section)
+    return vae_from_bundle(load_torch(saved_v(path)))
 
 
 def errors(pred: np.ndarray, true: np.ndarray) -> str:
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         print("v_ball_errors: --frames takes 50 or more", file=sys.stderr)
         return 2
     for v in args.vs:
-        if not (v.is_file() or (v / "breakout" / "vae.pt").is_file()):
+        if not saved_v(v).is_file():
             print(f"v_ball_errors: {v} is neither a saved V nor a run folder with breakout/vae.pt", file=sys.stderr)
             return 2
     import torch
