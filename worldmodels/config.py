@@ -154,6 +154,12 @@ class ControllerConfig:
     data's principal axes, each over its std (at least 0.01), folded in the same way. A feature
     that z spreads over directions of little variance (Breakout's ball column) then costs the
     search no more than the main ones. Wins over normalize where both are on."""
+    moving_inputs: int = 0
+    """0: C sees all its inputs. K: only the K that change most from one step to the next over
+    the collected data (mean |x_t - x_{t-1}|), standardized as normalize does; the rest get
+    weight 0 (folded into the saved C, so best.pt is a plain C). For a V whose z holds the moving
+    objects' coordinates apart (vae.kind: keypoints), CMA-ES then searches over those alone
+    instead of beside many inputs that only add noise to the actions."""
 
 
 @dataclass
@@ -553,6 +559,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "controller.max_steps": (1, 10**8), "controller.max_rewards": (0, 10**6), "controller.max_lives": (0, 10**6),
     "controller.stall_steps": (0, 10**8), "controller.stall_penalty": (-1e6, 1e6), "controller.slots": (1, 65536),
     "controller.groups": (1, 1024), "controller.prev_actions": (0, 64), "controller.hidden": (0, 4096),
+    "controller.moving_inputs": (0, 10**6),
     "dream.gens": (0, 10**7), "dream.rollouts": (1, 100000), "dream.max_steps": (1, 10**8),
     "dream.temperature": (1e-6, 100),
     "eval.episodes": (1, 10**6), "eval.max_steps": (0, 10**8), "eval.confirm_episodes": (1, 10**6),
@@ -646,6 +653,8 @@ def validate(cfg: TrainConfig) -> None:
         (cfg.vae.kind in VAE_KINDS, f"vae.kind must be {' or '.join(VAE_KINDS)}"),
         (cfg.vae.kind != "keypoints" or cfg.vae.z_dim % 2 == 0,
          "vae.z_dim must be even with vae.kind keypoints (an x and a y for each keypoint)"),
+        (not (cfg.controller.whiten and cfg.controller.moving_inputs),
+         "controller.whiten and controller.moving_inputs cannot both be on (choose one)"),
         (cfg.renderer in ("fast", "exact", "official"), "renderer must be fast, exact or official"),
         (cfg.eval.renderer in ("fast", "exact", "official"), "eval.renderer must be fast, exact or official"),
     ]

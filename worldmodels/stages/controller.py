@@ -84,14 +84,16 @@ def dream_starts(ctx: StageContext) -> tuple[torch.Tensor, bool]:
 
 @torch.no_grad()
 def feature_stats(ctx: StageContext, agent: Agent, max_rollouts: int = 64,
-                  whiten: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                  whiten: bool = False, moving: int = 0) -> tuple[np.ndarray, ...]:
     """Mean and std of C's inputs over the collected data: z = V's mu of each frame, h = M's
     state along each rollout before that frame, dz and earlier actions (as the policy sees them).
     whiten: the mean and the whitening map T [in, in] (rows: the covariance's eigenvectors over
-    the std along each, at least 0.01), so T (x - mean) has unit variance along every axis."""
+    the std along each, at least 0.01), so T (x - mean) has unit variance along every axis.
+    moving K: the mean, the std and the indices of the K inputs with the largest mean
+    |x_t - x_{t-1}| along the rollouts (largest first)."""
     files = sorted(ctx.files.encodings(ctx.round).glob("*.npz"))
     if not files:
-        key = "whiten" if whiten else "normalize"
+        key = "whiten" if whiten else "moving_inputs" if moving else "normalize"
         raise UserError(f"controller.{key} needs encoded rollouts in {ctx.files.encodings(ctx.round)}; "
                         "run the encode stage")
     device = next(agent.mdnrnn.parameters()).device
@@ -104,25 +106,48 @@ def feature_stats(ctx: StageContext, agent: Agent, max_rollouts: int = 64,
         if agent.use_h:
             out, _ = agent.mdnrnn.lstm(torch.cat([z, a], dim=-1).unsqueeze(0))
             h = torch.cat([torch.zeros_like(out[0, :1]), out[0, :-1]])
-        feats.append(history_features(agent.inputs, z, h, a).cpu())
-    x = torch.cat(feats).double()
+        feats.append(history_features(agent.inputs, z, h, a).cpu().double())
+    x = torch.cat(feats)
+    center, std = x.mean(0).float().numpy(), x.std(0).clamp_min(1e-2).float().numpy()
+    if moving:
+        if moving > x.shape[1]:
+            raise UserError(f"controller.moving_inputs is {moving}, but C has only {x.shape[1]} inputs")
+        change = torch.cat([(f[1:] - f[:-1]).abs() for f in feats]).mean(0)
+        return center, std, np.argsort(-change.numpy(), kind="stable")[:moving]
     if not whiten:
-        return x.mean(0).float().numpy(), x.std(0).clamp_min(1e-2).float().numpy()
+        return center, std
     var, axes = torch.linalg.eigh(torch.cov(x.T).reshape(x.shape[1], x.shape[1]))
     t = axes.T / var.clamp_min(0.0).sqrt().clamp_min(1e-2)[:, None]
-    return x.mean(0).float().numpy(), t.float().numpy()
+    return center, t.float().numpy()
+
+
+def search_controller(controller: Controller, norm: tuple[np.ndarray, ...] | None) -> Controller:
+    """The controller whose parameters CMA-ES searches: C itself, or with moving_inputs C over
+    the K chosen inputs only."""
+    if norm is None or len(norm) < 3:
+        return controller
+    return Controller(len(norm[2]), controller.action_kind, controller.out_dim, list(controller.low),
+                      list(controller.high), hidden=controller.hidden)
 
 
 def controller_params(solutions: np.ndarray, controller: Controller,
-                      norm: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
+                      norm: tuple[np.ndarray, ...] | None) -> np.ndarray:
     """CMA-ES's vectors -> the controller's, folded into C's first layer:
     W' (x - center) / scale + b' = W x + b with W = W' / scale and b = b' - W center, or with a
-    whitening map T (a matrix in place of scale) W = W' T. norm None: unchanged."""
+    whitening map T (a matrix in place of scale) W = W' T, or with moving_inputs' indices (norm's
+    third item) W' over those inputs alone, scattered into W with zeros elsewhere.
+    norm None: unchanged."""
     if norm is None:
         return solutions
-    center, scale = (torch.as_tensor(v) for v in norm)
-    w, b, *rest = controller.unflatten(solutions)
-    w = w @ scale.to(w.dtype) if scale.ndim == 2 else w / scale
+    center, scale = (torch.as_tensor(v) for v in norm[:2])
+    if len(norm) > 2:
+        chosen = torch.as_tensor(norm[2], dtype=torch.long)
+        w_chosen, b, *rest = search_controller(controller, norm).unflatten(solutions)
+        w = torch.zeros(*w_chosen.shape[:-1], controller.in_dim, dtype=w_chosen.dtype)
+        w[..., chosen] = w_chosen / scale[chosen].to(w.dtype)
+    else:
+        w, b, *rest = controller.unflatten(solutions)
+        w = w @ scale.to(w.dtype) if scale.ndim == 2 else w / scale
     return controller.flatten(w, b - w @ center, *rest)
 
 
@@ -130,29 +155,32 @@ def run(ctx: StageContext) -> Iterator[StepReport]:
     cfg = ctx.cfg
     dream_steps = -(-cfg.dream.max_steps // ctx.spec.action_repeat)  # M steps once per (held) action
     agent = ctx.load_agent()
-    n_params = agent.controller.n_params
     state = ctx.resume_state
     rng = np.random.default_rng([cfg.seed, 404])
+    norm = None
+    whiten, moving = cfg.controller.whiten, cfg.controller.moving_inputs
+    if cfg.controller.normalize or whiten or moving:  # per round: later rounds retrain V and M
+        saved = state.get("norm") if state is not None else None
+        fresh = saved is None or saved[0] != ctx.round
+        norm = saved[1:] if saved is not None and not fresh else feature_stats(ctx, agent, whiten=whiten,
+                                                                                 moving=moving)
+        if fresh and whiten:
+            stds = 1.0 / np.linalg.norm(norm[1], axis=1)
+            ctx.log(f"controller: inputs whitened (std along the data's axes: {stds.min():.3g} to {stds.max():.3g})")
+        elif fresh and moving:
+            ctx.log(f"controller: C sees the {moving} inputs that move most, standardized: "
+                    f"{', '.join(str(int(i)) for i in norm[2])} of {agent.controller.in_dim}")
+        elif fresh:
+            ctx.log(f"controller: inputs standardized (std over the data: {float(norm[1].min()):.3g} to "
+                    f"{float(norm[1].max()):.3g})")
     if state is not None:
         es = pickle.loads(state["es"])  # noqa: S301 - inside a state signed with this user's key
         rng.bit_generator.state = state["rng"]
         gen = state["gen"] + 1
         wall = state["wall_s"]
     else:
-        es = new_strategy(n_params, cfg, cfg.seed)
+        es = new_strategy(search_controller(agent.controller, norm).n_params, cfg, cfg.seed)
         gen, wall = 0, 0.0
-    norm = None
-    whiten = cfg.controller.whiten
-    if cfg.controller.normalize or whiten:  # per round: later rounds retrain V and M
-        saved = state.get("norm") if state is not None else None
-        fresh = saved is None or saved[0] != ctx.round
-        norm = saved[1:] if saved is not None and not fresh else feature_stats(ctx, agent, whiten=whiten)
-        if fresh and whiten:
-            stds = 1.0 / np.linalg.norm(norm[1], axis=1)
-            ctx.log(f"controller: inputs whitened (std along the data's axes: {stds.min():.3g} to {stds.max():.3g})")
-        elif fresh:
-            ctx.log(f"controller: inputs standardized (std over the data: {float(norm[1].min()):.3g} to "
-                    f"{float(norm[1].max()):.3g})")
     last_gen = gens_for_round(cfg, ctx.round)
     pop, reps = cfg.controller.pop_size, cfg.controller.rollouts
     lanes = min(cfg.controller.slots, pop * reps)
