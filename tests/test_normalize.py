@@ -9,6 +9,7 @@ import torch
 from worldmodels.checkpoint import load_state
 from worldmodels.config import ConfigError, build_config
 from worldmodels.curriculum import Run
+from worldmodels.errors import UserError
 from worldmodels.models.controller import Controller
 from worldmodels.stages.controller import controller_params, search_controller
 
@@ -121,3 +122,9 @@ def test_moving_inputs_stage_searches_the_chosen_inputs_and_resumes_with_them(tm
     assert build_config(["smoke"], ["controller.moving_inputs=3", "controller.whiten=false"]).controller.moving_inputs == 3
     with pytest.raises(ConfigError, match="cannot both be on"):
         build_config(["smoke"], ["controller.moving_inputs=3", "controller.whiten=true"])
+
+
+def test_more_moving_inputs_than_c_has_is_one_clear_error(tmp_path):
+    cfg = build_config(["smoke"], ["envs=pong", "workers=1", "max_gens=1", "controller.moving_inputs=41"])
+    with pytest.raises(UserError, match="controller.moving_inputs is 41, but C has only 40 inputs"):
+        Run(cfg, tmp_path / "run", ["test"], log_fn=lambda line: None).run()
