@@ -127,6 +127,19 @@ class VProbe:
         return (np.r_[self.mu(frame[None])[0], 1.0] @ self.w).astype(np.float32)
 
 
+def follow_action(env_key: str, ram: np.ndarray) -> int:
+    """The scripted follower's action on the RAM positions: the own paddle toward the ball
+    (Breakout: FIRE 1 when no ball is in play, RIGHT 2, LEFT 3; Pong: UP 2, DOWN 3)."""
+    where = RAM[env_key]
+    if env_key == "breakout":
+        if ram[where["ball_y"]] == 0:
+            return 1
+        d = float(ram[where["ball_x"]]) - float(ram[where["player_x"]]) - 8.0
+        return 2 if d > 2 else 3 if d < -2 else 0
+    d = float(ram[where["ball_y"]]) - float(ram[where["player_y"]]) - 8.0
+    return 3 if d > 2 else 2 if d < -2 else 0
+
+
 def fit_probe(env_key: str, run: str, frames: int, seed: int) -> tuple[np.ndarray, dict]:
     """W for VProbe, fitted on `frames` frames of play that follows the ball from RAM with 30%
     random actions (rallies and broken bricks, as a controller that plays would see), only where
@@ -142,20 +155,12 @@ def fit_probe(env_key: str, run: str, frames: int, seed: int) -> tuple[np.ndarra
     n_act = int(env.action_space.n)
     pics, pos = [], []
     obs, _ = env.reset(seed=int(rng.integers(TRAIN_SEED_END)))
-    ball, own = RAM[env_key][BALLS[0]], list(RAM[env_key].values())[-1 if env_key == "breakout" else 2]
     while len(pics) < frames:
         ram = env.unwrapped.ale.getRAM()
         if ram[RAM[env_key][BALLS[1]]] != 0:
             pics.append(obs)
             pos.append(ram_positions(env_key, ram))
-        if rng.random() < 0.3:
-            a = int(rng.integers(n_act))
-        elif env_key == "breakout":  # FIRE 1, RIGHT 2, LEFT 3: the scripted follower's rule
-            d = float(ram[ball]) - float(ram[own]) - 8.0
-            a = 1 if ram[RAM[env_key][BALLS[1]]] == 0 else 2 if d > 2 else 3 if d < -2 else 0
-        else:  # Pong: UP 2 / DOWN 3 toward the ball's row
-            d = float(ram[RAM[env_key]["ball_y"]]) - float(ram[own]) - 8.0
-            a = 3 if d > 2 else 2 if d < -2 else 0
+        a = int(rng.integers(n_act)) if rng.random() < 0.3 else follow_action(env_key, ram)
         obs, _, terminated, truncated, _ = env.step(a)
         if terminated or truncated:
             obs, _ = env.reset(seed=int(rng.integers(TRAIN_SEED_END)))

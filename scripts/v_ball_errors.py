@@ -58,13 +58,10 @@ def play(policy: str, frames: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
         if ram[ram_of["ball_y"]] != 0 and ((field[..., 0] == 200) & (field[..., 1] == 72)).any():
             pics.append(obs)
             pos.append(ao.ram_positions("breakout", ram))
-        if ram[ram_of["ball_y"]] == 0:
-            a = 1  # FIRE: serve
-        elif policy == "random" or rng.random() < 0.3:
+        if ram[ram_of["ball_y"]] != 0 and (policy == "random" or rng.random() < 0.3):
             a = int(rng.integers(4))
-        else:  # RIGHT 2, LEFT 3 toward the ball: the scripted follower's rule
-            d = float(ram[ram_of["ball_x"]]) - float(ram[ram_of["player_x"]]) - 8.0
-            a = 2 if d > 2 else 3 if d < -2 else 0
+        else:  # FIRE to serve, else toward the ball
+            a = ao.follow_action("breakout", ram)
         obs, _, terminated, truncated, _ = env.step(a)
         if terminated or truncated:
             obs, _ = env.reset(seed=int(rng.integers(1_000_000)))

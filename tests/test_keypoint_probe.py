@@ -5,9 +5,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from worldmodels.checkpoint import save_npz
+from worldmodels.checkpoint import load_torch, save_npz
 from worldmodels.models.vae import KeypointVAE, vae_from_bundle
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,7 +29,7 @@ def test_runs_on_a_run_folder_and_refuses_bad_input(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = re.findall(r"batch (\d+) .* (\d+) ball frames, linear probe from z R\^2 row", proc.stdout)
     assert [int(b) for b, _ in lines] == [2, 3] and lines[0][1] == "42", proc.stdout
-    vae = vae_from_bundle(torch.load(tmp_path / "v.pt"))  # the saved V is a bundle section
+    vae = vae_from_bundle(load_torch(tmp_path / "v.pt"))  # the saved V is a bundle section
     assert isinstance(vae, KeypointVAE) and vae.z_dim == 8 and 1.5 < vae.log_temp.exp().item() < 6
     proc = subprocess.run(cmd[:4] + ["--temperature", "0"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "--temperature and --sigma positive numbers" in proc.stderr and "Traceback" not in proc.stderr
