@@ -1,4 +1,5 @@
-"""scripts/v_ball_errors.py measures a saved V on the official Breakout and refuses bad input."""
+"""scripts/v_ball_errors.py measures a saved V on the official Breakout and Pong, and refuses bad
+input."""
 import re
 import subprocess
 import sys
@@ -28,3 +29,15 @@ def test_measures_a_saved_v_and_refuses_bad_input(tmp_path):
         target = str(tmp_path / ("v.pt" if bad else "nothing"))
         proc = subprocess.run([sys.executable, str(SCRIPT), target, *bad], capture_output=True, text=True, timeout=120)
         assert proc.returncode == 2 and words in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_measures_a_v_on_pong(tmp_path):
+    torch.manual_seed(0)
+    v = KeypointVAE(8)
+    torch.save({"z_dim": 8, "kind": "keypoints", "state_dict": v.state_dict()}, tmp_path / "v.pt")
+    proc = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "v.pt"), "--env", "pong", "--frames", "80"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert re.search(r"^80 frames of follow play", proc.stdout, re.M), proc.stdout
+    assert re.search(r"linear probe from z .*: ball x [\d.]+ / [\d.]+ ball y [\d.]+ / [\d.]+ paddle [\d.]+ / [\d.]+ "
+                     r"enemy [\d.]+ / [\d.]+$", proc.stdout, re.M), proc.stdout
