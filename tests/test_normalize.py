@@ -124,6 +124,18 @@ def test_moving_inputs_stage_searches_the_chosen_inputs_and_resumes_with_them(tm
         build_config(["smoke"], ["controller.moving_inputs=3", "controller.whiten=true"])
 
 
+def test_a_later_round_keeps_the_chosen_inputs(tmp_path):
+    cfg = build_config(["smoke"], ["envs=pong", "workers=1", "max_gens=2", "rounds=2", "controller.moving_inputs=3"])
+    lines = []
+    Run(cfg, tmp_path / "run", ["test"], log_fn=lines.append).run()
+    chosen = [line for line in lines if "C sees the 3 inputs that move most" in line]
+    assert len(chosen) == 1, lines  # chosen once, in round 0
+    first = [int(i) for i in chosen[0].split("standardized: ")[1].split(" of ")[0].split(", ")]
+    assert any("round 1 keeps the inputs chosen before" in line for line in lines), lines
+    round_, _, _, kept = load_state(tmp_path / "run" / "pong" / "controller" / "state.pkl")["norm"]
+    assert round_ == 1 and kept.tolist() == first
+
+
 def test_more_moving_inputs_than_c_has_is_one_clear_error(tmp_path):
     cfg = build_config(["smoke"], ["envs=pong", "workers=1", "max_gens=1", "controller.moving_inputs=41"])
     with pytest.raises(UserError, match="controller.moving_inputs is 41, but C has only 40 inputs"):

@@ -157,7 +157,8 @@ class ControllerConfig:
     moving_inputs: int = 0
     """0: C sees all its inputs. K: only the K that change most from one step to the next over
     the collected data (mean |x_t - x_{t-1}|), standardized as normalize does; the rest get
-    weight 0 (folded into the saved C, so best.pt is a plain C). For a V whose z holds the moving
+    weight 0 (folded into the saved C, so best.pt is a plain C). Later rounds keep round 0's
+    choice, so CMA-ES goes on searching the same weights. For a V whose z holds the moving
     objects' coordinates apart (vae.kind: keypoints), CMA-ES then searches over those alone
     instead of beside many inputs that only add noise to the actions."""
 

@@ -83,14 +83,14 @@ def dream_starts(ctx: StageContext) -> tuple[torch.Tensor, bool]:
 
 
 @torch.no_grad()
-def feature_stats(ctx: StageContext, agent: Agent, max_rollouts: int = 64,
-                  whiten: bool = False, moving: int = 0) -> tuple[np.ndarray, ...]:
+def feature_stats(ctx: StageContext, agent: Agent, max_rollouts: int = 64, whiten: bool = False,
+                  moving: int = 0, keep: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
     """Mean and std of C's inputs over the collected data: z = V's mu of each frame, h = M's
     state along each rollout before that frame, dz and earlier actions (as the policy sees them).
     whiten: the mean and the whitening map T [in, in] (rows: the covariance's eigenvectors over
     the std along each, at least 0.01), so T (x - mean) has unit variance along every axis.
     moving K: the mean, the std and the indices of the K inputs with the largest mean
-    |x_t - x_{t-1}| along the rollouts (largest first)."""
+    |x_t - x_{t-1}| along the rollouts (largest first), or with keep those indices as they are."""
     files = sorted(ctx.files.encodings(ctx.round).glob("*.npz"))
     if not files:
         key = "whiten" if whiten else "moving_inputs" if moving else "normalize"
@@ -112,6 +112,8 @@ def feature_stats(ctx: StageContext, agent: Agent, max_rollouts: int = 64,
     if moving:
         if moving > x.shape[1]:
             raise UserError(f"controller.moving_inputs is {moving}, but C has only {x.shape[1]} inputs")
+        if keep is not None:
+            return center, std, np.asarray(keep)
         change = torch.cat([(f[1:] - f[:-1]).abs() for f in feats]).mean(0)
         return center, std, np.argsort(-change.numpy(), kind="stable")[:moving]
     if not whiten:
@@ -162,9 +164,15 @@ def run(ctx: StageContext) -> Iterator[StepReport]:
     if cfg.controller.normalize or whiten or moving:  # per round: later rounds retrain V and M
         saved = state.get("norm") if state is not None else None
         fresh = saved is None or saved[0] != ctx.round
+        # A later round keeps the earlier round's chosen inputs, in their order: CMA-ES goes on
+        # searching the same weights (for the same inputs), standardized over the new data.
+        kept = saved[3] if fresh and saved is not None and moving else None
         norm = saved[1:] if saved is not None and not fresh else feature_stats(ctx, agent, whiten=whiten,
-                                                                                 moving=moving)
-        if fresh and whiten:
+                                                                                 moving=moving, keep=kept)
+        if kept is not None:
+            ctx.log(f"controller: round {ctx.round} keeps the inputs chosen before ("
+                    f"{', '.join(str(int(i)) for i in kept)}), standardized over this round's data")
+        elif fresh and whiten:
             stds = 1.0 / np.linalg.norm(norm[1], axis=1)
             ctx.log(f"controller: inputs whitened (std along the data's axes: {stds.min():.3g} to {stds.max():.3g})")
         elif fresh and moving:
