@@ -16,7 +16,8 @@ paddle is 16 wide, Pong's 16 tall) of
 - for a keypoint V, the best single keypoint (its x and y alone, mapped to RAM pixels by a
   robust linear fit that leaves out the frames where it sits elsewhere): does one keypoint follow
   the ball, and where along its path does it lose it (Breakout: the ball's row in four bands;
-  Pong: its column in four bands, the last by the player's paddle).
+  Pong: its column in four bands, the last by the player's paddle), and the same for each
+  paddle.
 
 ball_probe.py measures on the collected frames (random play, the ball below the paddle's reach
 of the bricks); this measures where a player's frames differ. Numbers: docs/experiments.md.
@@ -98,6 +99,23 @@ def errors(pred: np.ndarray, true: np.ndarray, labels: list[str]) -> str:
                     for i, name in enumerate(labels[:e.shape[1]]))
 
 
+def best_keypoint(mu: np.ndarray, k: int, target: np.ndarray, train: np.ndarray) -> tuple[int, np.ndarray]:
+    """The keypoint whose (x, y) alone, mapped by a robust linear fit on the training frames
+    (refitted without the frames where it sits elsewhere), gives target best: (its index, its
+    prediction on every frame)."""
+    fits = []
+    for j in range(k):
+        kx = np.c_[mu[:, [j, k + j]], np.ones(len(mu))]
+        keep = train.copy()
+        for _ in range(3):
+            wj = np.linalg.lstsq(kx[keep], target[keep], rcond=None)[0]
+            res = np.abs(kx @ wj - target).max(1)
+            keep = train & (res < max(3 * np.median(res[train]), 2.0))
+        fits.append((np.median(np.abs(kx[train] @ wj - target[train])), j, kx @ wj))
+    _, j, pred = min(fits, key=lambda f: f[0])
+    return j, pred
+
+
 def report(vae, small: np.ndarray, pos: np.ndarray, env_key: str) -> list[str]:
     import torch
 
@@ -111,23 +129,17 @@ def report(vae, small: np.ndarray, pos: np.ndarray, env_key: str) -> list[str]:
     labels = [LABELS[name] for name in _oracle().RAM[env_key]]
     lines = [f"linear probe from z (median / p90, RAM px): {errors(x[~train] @ w, pos[~train], labels)}"]
     if isinstance(vae, KeypointVAE):
-        k = vae.keypoints
-        fits = []
-        for j in range(k):
-            kx = np.c_[mu[:, [j, k + j]], np.ones(len(mu))]
-            keep = train.copy()
-            for _ in range(3):  # robust: refit without the frames where the keypoint is elsewhere
-                wj = np.linalg.lstsq(kx[keep], pos[keep, :2], rcond=None)[0]
-                res = np.abs(kx @ wj - pos[:, :2]).max(1)
-                keep = train & (res < max(3 * np.median(res[train]), 2.0))
-            fits.append((np.median(np.abs(kx[train] @ wj - pos[train, :2])), j, kx @ wj))
-        _, j, pred = min(fits, key=lambda f: f[0])
+        j, pred = best_keypoint(mu, vae.keypoints, pos[:, :2], train)
         lines.append(f"best single keypoint ({j}): {errors(pred[~train], pos[~train, :2], labels)}")
         along, axis, bands = BANDS[env_key]
         for lo, hi in bands:
             m = ~train & (pos[:, axis] >= lo) & (pos[:, axis] < hi)
             if m.sum() >= 10:
                 lines.append(f"  ball {along} {lo}-{hi} ({m.sum()} frames): {errors(pred[m], pos[m, :2], labels)}")
+        for i in range(2, pos.shape[1]):  # the paddles: does one keypoint follow each?
+            j, pred = best_keypoint(mu, vae.keypoints, pos[:, i:i + 1], train)
+            lines.append(f"best single keypoint for the {labels[i]} ({j}): "
+                         f"{errors(pred[~train], pos[~train, i:i + 1], labels[i:])}")
     return lines
 
 

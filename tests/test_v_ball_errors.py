@@ -41,3 +41,4 @@ def test_measures_a_v_on_pong(tmp_path):
     assert re.search(r"^80 frames of follow play", proc.stdout, re.M), proc.stdout
     assert re.search(r"linear probe from z .*: ball x [\d.]+ / [\d.]+ ball y [\d.]+ / [\d.]+ paddle [\d.]+ / [\d.]+ "
                      r"enemy [\d.]+ / [\d.]+$", proc.stdout, re.M), proc.stdout
+    assert re.search(r"best single keypoint for the enemy \(\d\): enemy [\d.]+ / [\d.]+$", proc.stdout, re.M), proc.stdout
