@@ -25,6 +25,7 @@ of the bricks); this measures where a player's frames differ. Numbers: docs/expe
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import sys
 from pathlib import Path
@@ -41,7 +42,8 @@ BANDS = {"breakout": ("row", 1, ((83, 110), (110, 140), (140, 160), (160, 178)))
 LABELS = {"ball_x": "ball x", "ball_y": "ball y", "player_x": "paddle", "player_y": "paddle", "enemy_y": "enemy"}
 
 
-def _oracle():
+@functools.cache
+def _oracle():  # loaded once: play, report and main all read it
     spec = importlib.util.spec_from_file_location("atari_oracle", Path(__file__).with_name("atari_oracle.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -13,12 +13,17 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "v_ball_errors.py"
 
 
-def test_measures_a_saved_v_and_refuses_bad_input(tmp_path):
+def measure_an_untrained_v(tmp_path, *args: str) -> subprocess.CompletedProcess:
+    """Save an untrained 4-keypoint V to tmp_path/v.pt and run the script on it over 80 frames."""
     torch.manual_seed(0)
     v = KeypointVAE(8)
     torch.save({"z_dim": 8, "kind": "keypoints", "state_dict": v.state_dict()}, tmp_path / "v.pt")
-    proc = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "v.pt"), "--frames", "80", "--policy", "random"],
+    return subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "v.pt"), "--frames", "80", *args],
                           capture_output=True, text=True, timeout=300)
+
+
+def test_measures_a_saved_v_and_refuses_bad_input(tmp_path):
+    proc = measure_an_untrained_v(tmp_path, "--policy", "random")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert re.search(r"^80 frames of random play", proc.stdout, re.M), proc.stdout
     probe = re.search(r"linear probe from z .*: ball x ([\d.]+) / ([\d.]+) ball y [\d.]+ / [\d.]+ paddle ([\d.]+)",
@@ -32,11 +37,7 @@ def test_measures_a_saved_v_and_refuses_bad_input(tmp_path):
 
 
 def test_measures_a_v_on_pong(tmp_path):
-    torch.manual_seed(0)
-    v = KeypointVAE(8)
-    torch.save({"z_dim": 8, "kind": "keypoints", "state_dict": v.state_dict()}, tmp_path / "v.pt")
-    proc = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "v.pt"), "--env", "pong", "--frames", "80"],
-                          capture_output=True, text=True, timeout=300)
+    proc = measure_an_untrained_v(tmp_path, "--env", "pong")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert re.search(r"^80 frames of follow play", proc.stdout, re.M), proc.stdout
     assert re.search(r"linear probe from z .*: ball x [\d.]+ / [\d.]+ ball y [\d.]+ / [\d.]+ paddle [\d.]+ / [\d.]+ "
