@@ -57,8 +57,9 @@ def fit_maps(z_old: np.ndarray, z_new: np.ndarray, chosen: list[int]) -> dict[st
         a[row, j] = slope
         print(f"input {i}: best matched by new input {j} (correlation {corr[row, j]:.3f})")
     maps["affine from the best-matched input"] = (a, c)
-    coef = np.linalg.lstsq(np.hstack([z_new, ones]), z_old[:, chosen], rcond=None)[0]
-    fit = np.hstack([z_new, ones]) @ coef
+    x = np.hstack([z_new, ones])
+    coef = np.linalg.lstsq(x, z_old[:, chosen], rcond=None)[0]
+    fit = x @ coef
     r2 = 1 - ((z_old[:, chosen] - fit) ** 2).mean(0) / z_old[:, chosen].var(0).clip(1e-12)
     print("R^2 of each input from all of the new z:", ", ".join(f"{i}: {v:.3f}" for i, v in zip(chosen, r2)))
     maps["linear from all of the new z"] = (coef[:-1].T, coef[-1])
@@ -79,27 +80,24 @@ def main() -> int:
         print(f"swap_v: no rollouts (.npz) in {args.rollouts}", file=sys.stderr)
         return 2
     files = [files[i] for i in np.linspace(0, len(files) - 1, min(args.max_files, len(files))).astype(int)]
-    old, params = Agent.from_bundle(load_bundle(args.agent))
+    bundle = load_bundle(args.agent)
+    old, params = Agent.from_bundle(bundle)
     if old.use_h or old.inputs.dz or old.inputs.prev_actions:
         print("swap_v: only a controller on z alone can be mapped (use_h false, no dz or earlier actions)",
               file=sys.stderr)
         return 2
-    swapped = load_bundle(args.agent)
-    swapped["vae"] = load_torch(args.v_file, "V")
-    new, _ = Agent.from_bundle(swapped)
+    new, _ = Agent.from_bundle({**bundle, "vae": load_torch(args.v_file, "V")})
     chosen = [int(i) for i in args.inputs.split(",")] if args.inputs else list(range(old.vae.z_dim))
     z_old, z_new = encode_both(old, new, files)
     print(f"maps fitted on {len(z_old)} frames of {len(files)} rollouts")
     result = evaluate(old, params, args.episodes, 10_000, "cpu")
     print(f"own V: {result['mean']:.2f} ± {result['std']:.2f}", flush=True)
     w, b, *rest = old.controller.unflatten(params.reshape(1, -1))
+    others = torch.ones(w.shape[-1], dtype=torch.bool)  # inputs outside the map keep their weights
+    others[chosen] = False
     for name, (a, c) in fit_maps(z_old, z_new, chosen).items():
         w_chosen = w[..., chosen].double()  # C's weights on the inputs the map rebuilds
-        w_new = (w_chosen @ torch.as_tensor(a)).float()
-        if args.inputs:  # inputs outside the map keep their weights, on the new V
-            keep = torch.ones(w.shape[-1], dtype=torch.bool)
-            keep[chosen] = False
-            w_new = w_new + w * keep
+        w_new = (w_chosen @ torch.as_tensor(a)).float() + w * others
         b_new = b + (w_chosen @ torch.as_tensor(c)).float()
         mapped = old.controller.flatten(w_new, b_new, *rest).reshape(-1)
         result = evaluate(new, mapped, args.episodes, 10_000, "cpu")
